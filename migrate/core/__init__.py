@@ -1,0 +1,1 @@
+"""The engine: inventory, transport, executor, steps, runner, journal. Nothing phase-specific."""

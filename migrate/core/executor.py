@@ -1,0 +1,116 @@
+"""The one choke point for side effects.
+
+An `Executor` is built in dry-run unless told otherwise. Reads are declared safe by calling
+`read`, `read_file` or `stat_mode`, and always run, so that plans rest on facts. Everything that
+changes a host goes through `execute(operation)`: in dry-run the operation is recorded and
+rendered; otherwise it receives an `_Effects` object, the only handle that can act. Step code
+never looks at the mode.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from .ops import Operation
+from .secrets import redact
+from .transport import Connections, Result
+
+
+class RunLog:
+    """One log file per run: every command executed or simulated, redacted, line-buffered."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._fh = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "a", encoding="utf-8", buffering=1)
+
+    def write(self, kind: str, host: str, text: str, extra: str = "") -> None:
+        if self._fh is None:
+            return
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        line = f"{stamp} {kind:<8} {host:<16} {text}" + (f"  [{extra}]" if extra else "")
+        self._fh.write(redact(line).replace("\n", "\\n") + "\n")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class Executor:
+    def __init__(self, connections: Connections, *, dry_run: bool = True, log: RunLog | None = None,
+                 on_record: Callable[[Operation], None] | None = None):
+        self._connections = connections
+        self._dry_run = dry_run
+        self.log = log or RunLog(None)
+        self._on_record = on_record
+        self.recorded: list[Operation] = []
+
+    @property
+    def dry_run(self) -> bool:
+        return self._dry_run
+
+    @property
+    def connections(self) -> Connections:
+        return self._connections
+
+    # -- safe reads: always performed -----------------------------------------------------------
+    def read(self, host: str, argv: Sequence[str], *, input: bytes | str | None = None,
+             env: Mapping[str, str] | None = None, cwd: str | None = None,
+             timeout: float | None = None) -> Result:
+        """Run a command that only reads. The caller vouches that it changes nothing."""
+        result = self._connections.get(host).run(argv, input=input, env=env, cwd=cwd, timeout=timeout)
+        self.log.write("read", host, result.command, f"exit {result.exited}, {result.duration * 1000:.0f} ms")
+        return result
+
+    def read_file(self, host: str, path: str) -> bytes | None:
+        data = self._connections.get(host).read_file(path)
+        self.log.write("read", host, f"get {path}", "absent" if data is None else f"{len(data)} bytes")
+        return data
+
+    def stat_mode(self, host: str, path: str) -> int | None:
+        return self._connections.get(host).stat_mode(path)
+
+    # -- the choke point -----------------------------------------------------------------------
+    def execute(self, op: Operation) -> Result | None:
+        """Perform `op`, or in dry-run record it and return None."""
+        if self._dry_run:
+            self.recorded.append(op)
+            self.log.write("dry-run", op.host, op.describe())
+            if self._on_record is not None:
+                self._on_record(op)
+            return None
+        self.log.write("apply", op.host, op.describe())
+        return op.perform(_Effects(self))
+
+
+class _Effects:
+    """The acting side, handed to an operation's `perform` only by a non-dry-run executor."""
+
+    def __init__(self, executor: Executor):
+        self._ex = executor
+
+    def run(self, host: str, argv: Sequence[str], *, input: bytes | str | None = None,
+            env: Mapping[str, str] | None = None, cwd: str | None = None,
+            timeout: float | None = None) -> Result:
+        result = self._ex.connections.get(host).run(argv, input=input, env=env, cwd=cwd, timeout=timeout)
+        self._ex.log.write("run", host, result.command, f"exit {result.exited}, {result.duration * 1000:.0f} ms")
+        return result
+
+    def write_file(self, host: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        started = time.monotonic()
+        self._ex.connections.get(host).write_file(path, data, mode)
+        self._ex.log.write("put", host, f"{path} ({len(data)} bytes, mode {mode:04o})",
+                           f"{(time.monotonic() - started) * 1000:.0f} ms")
+
+    def remove_file(self, host: str, path: str) -> None:
+        self._ex.connections.get(host).remove_file(path)
+        self._ex.log.write("remove", host, path)
+
+    def read_file(self, host: str, path: str) -> bytes | None:
+        return self._ex.read_file(host, path)

@@ -1,0 +1,317 @@
+"""Run journals, and the lock that keeps two mutating runs off one inventory.
+
+A journal is an append-only JSON-lines file, one event per line, each line fsync'd before the
+action it announces. A SIGKILL at any moment therefore leaves a readable file: at worst a last,
+partial line, which `load_run` ignores. The state of a run (which steps are done, which were
+interrupted, what each operation found before changing it) is recomputed by folding the events.
+
+Layout under the state folder:
+    runs/<run-id>/journal.jsonl   the events
+    runs/<run-id>/run.log         every command executed or simulated, redacted
+    locks/<inventory>.lock        who holds the inventory
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import secrets as _random
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import LockHeld, MigrateError
+from .secrets import redact_obj
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
+
+
+def operator() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+class Journal:
+    """Appends events to one run's journal, durably."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.path = run_dir / "journal.jsonl"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # A crash can leave a partial last line; start ours on a fresh line.
+        if self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
+            os.write(self._fd, b"\n")
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+    def append(self, event: str, **data: Any) -> None:
+        record = {"event": event, "at": now(), **redact_obj(data)}
+        line = json.dumps(record, ensure_ascii=False, sort_keys=False, default=str) + "\n"
+        os.write(self._fd, line.encode("utf-8"))
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class OpRecord:
+    index: int
+    op: dict
+    pre_state: Any = None
+    started: bool = False
+    ended: bool = False
+    ok: bool | None = None
+    error: str = ""
+    rolled_back: bool = False
+
+
+@dataclass
+class StepRecord:
+    index: int
+    ref: str
+    id: str
+    params: dict
+    title: str = ""
+    status: str = "pending"  # pending, running, done, failed, verify_failed, rolled_back
+    ops: list[OpRecord] = field(default_factory=list)
+    planned: bool = False
+    started_at: str = ""
+    ended_at: str = ""
+    verification: dict | None = None
+    error: str = ""
+
+    @property
+    def applied_ops(self) -> list[OpRecord]:
+        """Operations that may have changed something and are not yet undone."""
+        return [o for o in self.ops if o.started and not o.rolled_back]
+
+
+@dataclass
+class RunState:
+    run_id: str
+    path: Path
+    header: dict
+    steps: list[StepRecord]
+    status: str = "running"  # running (or interrupted), done, failed, verify_failed, rolled_back, ...
+    ended_at: str = ""
+    exit_code: int | None = None
+    events: int = 0
+    truncated: bool = False
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.header.get("dry_run"))
+
+    @property
+    def inventory(self) -> str:
+        return self.header.get("inventory", "")
+
+
+def load_run(run_dir: Path) -> RunState:
+    """Fold a journal's events into the run's state."""
+    path = run_dir / "journal.jsonl"
+    if not path.exists():
+        raise MigrateError(f"no journal for run {run_dir.name} in {run_dir.parent}")
+    events = []
+    truncated = False
+    for line in path.read_bytes().split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            truncated = True  # a line cut by a crash: the action it announced never started
+    if not events or events[0]["event"] != "run_start":
+        raise MigrateError(f"journal {path} does not start with run_start")
+    header = events[0]
+    steps = [StepRecord(i, s["ref"], s["id"], s.get("params", {}), s.get("title", ""))
+             for i, s in enumerate(header["steps"])]
+    state = RunState(header["run_id"], path, header, steps, events=len(events), truncated=truncated)
+    for ev in events[1:]:
+        kind = ev["event"]
+        step = steps[ev["step"]] if "step" in ev else None
+        if kind == "step_start":
+            step.status, step.started_at = "running", ev["at"]
+        elif kind == "step_planned":
+            step.ops = [OpRecord(i, op) for i, op in enumerate(ev["ops"])]
+            step.planned = True
+        elif kind == "op_start":
+            rec = step.ops[ev["op"]]
+            rec.started, rec.pre_state, rec.rolled_back = True, ev.get("pre_state"), False
+            rec.ended, rec.ok = False, None
+        elif kind == "op_end":
+            rec = step.ops[ev["op"]]
+            rec.ended, rec.ok, rec.error = True, ev["ok"], ev.get("error", "")
+        elif kind == "op_rolled_back":
+            step.ops[ev["op"]].rolled_back = True
+        elif kind == "step_verified":
+            step.verification = {"ok": ev["ok"], "checks": ev.get("checks", [])}
+        elif kind == "step_end":
+            step.status, step.ended_at, step.error = ev["status"], ev["at"], ev.get("error", "")
+        elif kind == "step_replan":
+            step.ops, step.planned, step.status = [], False, "pending"
+        elif kind == "run_resumed":
+            state.status, state.ended_at, state.exit_code = "running", "", None
+        elif kind == "run_end":
+            state.status, state.ended_at, state.exit_code = ev["status"], ev["at"], ev.get("exit_code")
+    return state
+
+
+class StateDir:
+    """The folder holding journals and locks."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def run_dir(self, run_id: str) -> Path:
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise MigrateError(f"invalid run id {run_id!r}")
+        return self.runs / run_id
+
+    def new_journal(self) -> Journal:
+        return Journal(self.run_dir(new_run_id()))
+
+    def open_journal(self, run_id: str) -> Journal:
+        run_dir = self.run_dir(run_id)
+        if not (run_dir / "journal.jsonl").exists():
+            raise MigrateError(f"no run {run_id} in {self.runs}")
+        return Journal(run_dir)
+
+    def list_runs(self) -> list[RunState]:
+        if not self.runs.is_dir():
+            return []
+        states = []
+        for run_dir in sorted(self.runs.iterdir()):
+            try:
+                states.append(load_run(run_dir))
+            except (MigrateError, KeyError, IndexError, json.JSONDecodeError):
+                continue
+        return states
+
+    def find_run(self, run_id: str) -> RunState:
+        """A run by id or by a unique prefix; `last` is the newest run."""
+        if run_id == "last":
+            runs = [r for r in self.list_runs() if not r.dry_run]
+            if not runs:
+                raise MigrateError(f"no runs in {self.runs}")
+            return runs[-1]
+        exact = self.run_dir(run_id)
+        if exact.exists():
+            return load_run(exact)
+        matches = [p for p in self.runs.glob(f"{run_id}*")] if self.runs.is_dir() else []
+        if len(matches) == 1:
+            return load_run(matches[0])
+        if not matches:
+            raise MigrateError(f"no run {run_id} in {self.runs} (see `invoke runs.list`)")
+        raise MigrateError(f"run id {run_id} is ambiguous: {', '.join(p.name for p in matches)}")
+
+    def lock(self, inventory_path: Path, run_id: str, reason: str = "") -> "InventoryLock":
+        return InventoryLock(self.root / "locks", inventory_path, run_id, reason)
+
+
+@dataclass
+class LockInfo:
+    run_id: str
+    operator: str
+    since: str
+    pid: int
+    hostname: str
+    inventory: str
+    reason: str = ""
+
+    def holder_alive(self) -> bool:
+        if self.hostname != socket.gethostname():
+            return True  # cannot tell from here: assume alive
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def describe(self) -> str:
+        return (f"run {self.run_id} by {self.operator} since {self.since} "
+                f"(pid {self.pid} on {self.hostname}"
+                + (", reason: " + self.reason if self.reason else "") + ")")
+
+
+class InventoryLock:
+    """An exclusive lock per inventory file, created with O_EXCL so two runs cannot both win."""
+
+    def __init__(self, lock_dir: Path, inventory_path: Path, run_id: str, reason: str = ""):
+        self.lock_dir = lock_dir
+        resolved = str(Path(inventory_path).resolve())
+        digest = hashlib.sha256(resolved.encode()).hexdigest()[:12]
+        self.path = lock_dir / f"{Path(inventory_path).stem}-{digest}.lock"
+        self.info = LockInfo(run_id, operator(), now(), os.getpid(), socket.gethostname(), resolved, reason)
+        self.held = False
+
+    def current(self) -> LockInfo | None:
+        try:
+            return LockInfo(**json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, TypeError):
+            return LockInfo("?", "?", "?", 0, socket.gethostname(), "", "unreadable lock file")
+
+    def acquire(self) -> "InventoryLock":
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(self.info.__dict__).encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = self.current()
+            stale = holder is not None and not holder.holder_alive()
+            hint = ("; its process is gone: break it with `invoke runs.unlock`" if stale
+                    else "; wait for it to finish")
+            raise LockHeld(f"inventory {self.info.inventory} is locked by "
+                           f"{holder.describe() if holder else 'an unknown holder'}{hint}") from None
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def break_stale(self, force: bool = False) -> LockInfo | None:
+        """Remove a lock whose holder is dead (or any lock with force). Returns what was removed."""
+        holder = self.current()
+        if holder is None:
+            return None
+        if holder.holder_alive() and not force:
+            raise LockHeld(f"the lock is held by a live process: {holder.describe()}; "
+                           "refusing to break it (use --force only if you are sure)")
+        self.path.unlink(missing_ok=True)
+        return holder
+
+    def __enter__(self) -> "InventoryLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

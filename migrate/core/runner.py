@@ -1,0 +1,351 @@
+"""Runs steps: preflight and plan all, show, confirm, then apply each with its pre-state journaled
+before every operation, verify each, and roll back a failed step. Resume and rollback work from a
+new process, from the journal alone.
+
+Exit codes (also in the README):
+    0  done
+    1  refused or failed before anything changed (preflight, bad input, no confirmation)
+    10 verification failed (the step's changes stay; fix and resume, or roll back)
+    11 a step failed and its changes were rolled back (earlier steps stay applied)
+    12 a rollback failed: the host state needs a human
+    13 the inventory is locked by another run
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Callable
+
+from . import ops as oplib
+from .errors import LockHeld, MigrateError, PreflightError
+from .executor import Executor, RunLog
+from .journal import RunState, StateDir, StepRecord, load_run
+from .report import Reporter, confirm as ask
+from .secrets import redact
+from .step import Step, StepContext, Verification, resolve_step
+from .transport import Connections
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    REFUSED = 1
+    VERIFY_FAILED = 10
+    STEP_FAILED_ROLLED_BACK = 11
+    ROLLBACK_FAILED = 12
+    LOCKED = 13
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    status: str
+    exit_code: int
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "status": self.status, "exit_code": int(self.exit_code),
+                "message": self.message}
+
+
+class _StepFailed(Exception):
+    def __init__(self, code: ExitCode, status: str, message: str):
+        super().__init__(message)
+        self.code, self.status = code, status
+
+
+class Runner:
+    def __init__(self, inventory, state: StateDir, *, dry_run: bool = True, yes: bool = False,
+                 reason: str = "", reporter: Reporter | None = None,
+                 confirm: Callable[[Reporter, str], bool] = ask, argv: list[str] | None = None):
+        self.inventory = inventory
+        self.state = state
+        self.dry_run = dry_run
+        self.yes = yes
+        self.reason = reason
+        self.reporter = reporter or Reporter()
+        self._confirm = confirm
+        self.argv = list(argv if argv is not None else sys.argv)
+
+    # -- a new run -----------------------------------------------------------------------------
+    def run(self, steps: list[Step]) -> Outcome:
+        journal = self.state.new_journal()
+        run_id = journal.run_id
+        lock = self.state.lock(self.inventory.path, run_id, self.reason)
+        if not self.dry_run:
+            try:
+                lock.acquire()
+            except LockHeld as exc:
+                journal.close()
+                _discard(journal.run_dir)
+                self.reporter.error(str(exc))
+                return Outcome(run_id, "locked", ExitCode.LOCKED, str(exc))
+        log = RunLog(journal.run_dir / "run.log")
+        connections = Connections(self.inventory)
+        executor = Executor(connections, dry_run=self.dry_run, log=log)
+        ctx = StepContext(self.inventory, executor)
+        try:
+            journal.append("run_start", run_id=run_id, operator=lock.info.operator, reason=self.reason,
+                           inventory=str(self.inventory.path), inventory_sha256=self.inventory.sha256,
+                           dry_run=self.dry_run, argv=self.argv,
+                           steps=[{"ref": s.ref(), "id": s.id, "title": s.describe(),
+                                   "params": s.params_dict()} for s in steps])
+            self.reporter.info(f"run {run_id}" + (" (dry run: nothing will be changed)" if self.dry_run else ""))
+            plans = []
+            for step in steps:
+                try:
+                    step.preflight(ctx)
+                except PreflightError as exc:
+                    return self._end(journal, "refused", ExitCode.REFUSED,
+                                     f"{step.describe()}: preflight refused: {exc}")
+                ops = step.plan(ctx)
+                diffs = [op.diff(op.capture(executor)) for op in ops]
+                self.reporter.plan(step.describe(), ops, diffs, self.dry_run)
+                plans.append(ops)
+            if self.dry_run:
+                for i, (step, ops) in enumerate(zip(steps, plans)):
+                    journal.append("step_planned", step=i, ops=[op.to_dict() for op in ops])
+                    for op in ops:
+                        executor.execute(op)
+                total = sum(len(p) for p in plans)
+                return self._end(journal, "dry-run", ExitCode.OK,
+                                 f"dry run: {total} operation(s) shown, none performed; "
+                                 f"commands are listed in {log.path}")
+            irreversible = [s.describe() for s, p in zip(steps, plans)
+                            if not s.reversible or any(not op.reversible for op in p)]
+            if not self.yes:
+                question = f"Apply {sum(len(p) for p in plans)} operation(s) on inventory {self.inventory.name}?"
+                if irreversible:
+                    question += f" IRREVERSIBLE: {', '.join(irreversible)}."
+                if not self._confirm(self.reporter, question):
+                    return self._end(journal, "aborted", ExitCode.REFUSED, "not confirmed: nothing changed")
+            for i, (step, ops) in enumerate(zip(steps, plans)):
+                self._apply_step(i, step, ops, ctx, journal)
+            return self._end(journal, "done", ExitCode.OK, f"{len(steps)} step(s) applied and verified")
+        except _StepFailed as exc:
+            return self._end(journal, exc.status, exc.code, str(exc))
+        except MigrateError as exc:
+            return self._end(journal, "failed", ExitCode.REFUSED, str(exc))
+        finally:
+            connections.close_all()
+            log.close()
+            lock.release()
+            journal.close()
+
+    def _apply_step(self, index: int, step: Step, ops: list, ctx: StepContext, journal) -> None:
+        journal.append("step_start", step=index)
+        journal.append("step_planned", step=index, ops=[op.to_dict() for op in ops])
+        self.reporter.heading(f"step {index + 1}: {step.describe()}")
+        started: list[tuple[int, oplib.Operation, object]] = []
+        with self.reporter.progress() as progress:
+            task = progress.add_task(step.describe(), total=len(ops))
+            for j, op in enumerate(ops):
+                pre = op.capture(ctx.executor)
+                journal.append("op_start", step=index, op=j, pre_state=oplib.encode_state(pre))
+                started.append((j, op, pre))
+                try:
+                    result = ctx.executor.execute(op)
+                except Exception as exc:  # any failure of an operation rolls the step back
+                    message = f"{op.describe()} on {op.host}: {redact(str(exc))}"
+                    journal.append("op_end", step=index, op=j, ok=False, error=message)
+                    self.reporter.error(message)
+                    self._rollback_ops(index, step, started, ctx, journal)
+                    journal.append("step_end", step=index, status="rolled_back", error=message)
+                    raise _StepFailed(ExitCode.STEP_FAILED_ROLLED_BACK, "failed",
+                                      f"step {step.describe()} failed and was rolled back: {message}") from None
+                journal.append("op_end", step=index, op=j, ok=True,
+                               exited=getattr(result, "exited", None))
+                progress.advance(task)
+        self._verify_step(index, step, ctx, journal)
+
+    def _verify_step(self, index: int, step: Step, ctx: StepContext, journal) -> None:
+        verification = step.verify(ctx)
+        journal.append("step_verified", step=index, ok=verification.ok,
+                       checks=[c.to_dict() for c in verification.checks])
+        self.reporter.verification(verification)
+        if not verification.ok:
+            journal.append("step_end", step=index, status="verify_failed")
+            raise _StepFailed(ExitCode.VERIFY_FAILED, "verify_failed",
+                              f"verification of {step.describe()} failed; its changes stay in place: "
+                              f"fix and `runs.resume`, or `runs.rollback`")
+        journal.append("step_end", step=index, status="done")
+        self.reporter.ok(f"{step.describe()}: applied and verified")
+
+    def _rollback_ops(self, index: int, step: Step, started, ctx: StepContext, journal) -> None:
+        """Undo started operations in reverse order from their captured pre-state."""
+        restored = []
+        for j, op, pre in reversed(started):
+            if not op.reversible:
+                raise _StepFailed(ExitCode.ROLLBACK_FAILED, "rollback_failed",
+                                  f"cannot roll back {step.describe()}: `{op.describe()}` on {op.host} "
+                                  "is irreversible; restore from backup or snapshot")
+            inverse = op.inverse(pre)
+            try:
+                if inverse is not None:
+                    ctx.executor.execute(inverse)
+            except Exception as exc:
+                message = f"rollback of `{op.describe()}` on {op.host} failed: {redact(str(exc))}"
+                journal.append("step_end", step=index, status="rollback_failed", error=message)
+                raise _StepFailed(ExitCode.ROLLBACK_FAILED, "rollback_failed", message) from None
+            journal.append("op_rolled_back", step=index, op=j)
+            restored.append((op, pre))
+        check = step.verify_rolled_back(ctx, list(reversed(restored)))
+        journal.append("step_rollback_verified", step=index, ok=check.ok,
+                       checks=[c.to_dict() for c in check.checks])
+        if not check.ok:
+            self.reporter.verification(check)
+            journal.append("step_end", step=index, status="rollback_failed",
+                           error="state after rollback differs from the captured pre-state")
+            raise _StepFailed(ExitCode.ROLLBACK_FAILED, "rollback_failed",
+                              f"after rolling back {step.describe()} the state differs from before")
+
+    def _end(self, journal, status: str, code: ExitCode, message: str) -> Outcome:
+        journal.append("run_end", status=status, exit_code=int(code), message=message)
+        if code == ExitCode.OK:
+            self.reporter.ok(message)
+        else:
+            self.reporter.error(message)
+        return Outcome(journal.run_id, status, code, message)
+
+    # -- resume ------------------------------------------------------------------------------
+    def resume(self, run_id: str) -> Outcome:
+        """Continue a run after its last completed step. An interrupted step is verified first:
+        if it verifies, it is marked done; otherwise its started operations are rolled back and
+        the step is planned and applied again."""
+        state = self._load_for_change(run_id)
+        if state.status == "done":
+            return Outcome(state.run_id, "done", ExitCode.OK, f"run {state.run_id} already completed")
+        if state.status in ("rolled_back", "rollback_failed"):
+            raise MigrateError(f"run {state.run_id} was rolled back; start a new run instead")
+        return self._with_run(state, lambda ctx, journal, steps: self._resume(state, ctx, journal, steps),
+                              "resumed")
+
+    def _resume(self, state: RunState, ctx, journal, steps: list[Step]) -> Outcome:
+        journal.append("run_resumed", operator=_operator(), reason=self.reason)
+        self.reporter.info(f"resuming run {state.run_id}")
+        for rec, step in zip(state.steps, steps):
+            if rec.status == "done":
+                self.reporter.ok(f"step {rec.index + 1}: {step.describe()}: already done")
+                continue
+            if rec.applied_ops:
+                verification = step.verify(ctx)
+                journal.append("step_verified", step=rec.index, ok=verification.ok,
+                               checks=[c.to_dict() for c in verification.checks])
+                if verification.ok:
+                    journal.append("step_end", step=rec.index, status="done")
+                    self.reporter.ok(f"step {rec.index + 1}: {step.describe()}: interrupted, but verifies: done")
+                    continue
+                self.reporter.warn(f"step {rec.index + 1}: {step.describe()}: interrupted and incomplete: "
+                                   "rolling back its started operations, then applying it again")
+                self._rollback_recorded(rec, step, ctx, journal)
+                journal.append("step_replan", step=rec.index)
+            step.preflight(ctx)
+            ops = step.plan(ctx)
+            self.reporter.plan(step.describe(), ops, [None] * len(ops), False)
+            self._apply_step(rec.index, step, ops, ctx, journal)
+        return self._end(journal, "done", ExitCode.OK, f"run {state.run_id} resumed and completed")
+
+    # -- rollback ----------------------------------------------------------------------------
+    def rollback(self, run_id: str) -> Outcome:
+        """Reverse every applied step of a run, last first, from the captured pre-states."""
+        state = self._load_for_change(run_id)
+        if state.status == "rolled_back":
+            return Outcome(state.run_id, "rolled_back", ExitCode.OK, f"run {state.run_id} is already rolled back")
+        return self._with_run(state, lambda ctx, journal, steps: self._rollback(state, ctx, journal, steps),
+                              "rolled back")
+
+    def _rollback(self, state: RunState, ctx, journal, steps: list[Step]) -> Outcome:
+        todo = [(rec, step) for rec, step in zip(state.steps, steps) if rec.applied_ops]
+        if not todo:
+            journal.append("run_end", status="rolled_back", exit_code=0, message="nothing was applied")
+            return Outcome(state.run_id, "rolled_back", ExitCode.OK, "nothing to roll back")
+        for rec, step in reversed(todo):
+            ops_shown = [oplib.from_dict(o.op) for o in reversed(rec.applied_ops)]
+            inverses = [op.inverse(oplib.decode_state(o.pre_state)) for op, o in
+                        zip(ops_shown, reversed(rec.applied_ops))]
+            self.reporter.plan(f"roll back {step.describe()}", [i for i in inverses if i is not None],
+                               [None] * sum(i is not None for i in inverses), self.dry_run)
+        if self.dry_run:
+            return Outcome(state.run_id, state.status, ExitCode.OK, "dry run: nothing rolled back")
+        irreversible = [step.describe() for rec, step in todo
+                        if not step.reversible or any(not oplib.from_dict(o.op).reversible for o in rec.applied_ops)]
+        if irreversible:
+            raise MigrateError(f"cannot roll back: irreversible step(s): {', '.join(irreversible)}; "
+                               "restore from backup or snapshot")
+        if not self.yes and not self._confirm(self.reporter, f"Roll back run {state.run_id}?"):
+            return Outcome(state.run_id, state.status, ExitCode.REFUSED, "not confirmed: nothing changed")
+        journal.append("rollback_start", operator=_operator(), reason=self.reason)
+        try:
+            for rec, step in reversed(todo):
+                self.reporter.heading(f"rolling back step {rec.index + 1}: {step.describe()}")
+                self._rollback_recorded(rec, step, ctx, journal)
+                journal.append("step_end", step=rec.index, status="rolled_back")
+                self.reporter.ok(f"{step.describe()}: rolled back and checked against the pre-state")
+        except _StepFailed as exc:
+            return self._end(journal, exc.status, exc.code, str(exc))
+        return self._end(journal, "rolled_back", ExitCode.OK, f"run {state.run_id} rolled back")
+
+    def _rollback_recorded(self, rec: StepRecord, step: Step, ctx, journal) -> None:
+        started = [(o.index, oplib.from_dict(o.op), oplib.decode_state(o.pre_state)) for o in rec.applied_ops]
+        self._rollback_ops(rec.index, step, started, ctx, journal)
+
+    # -- shared ------------------------------------------------------------------------------
+    def _load_for_change(self, run_id: str) -> RunState:
+        state = self.state.find_run(run_id)
+        if state.dry_run:
+            raise MigrateError(f"run {state.run_id} was a dry run: there is nothing to resume or roll back")
+        if state.header.get("inventory_sha256") != self.inventory.sha256:
+            self.reporter.warn(f"the inventory changed since run {state.run_id} was started "
+                               f"({state.inventory}); continuing with the current one")
+        return state
+
+    def _with_run(self, state: RunState, body, verb: str) -> Outcome:
+        lock = self.state.lock(self.inventory.path, state.run_id, self.reason)
+        if not self.dry_run:
+            try:
+                lock.acquire()
+            except LockHeld as exc:
+                self.reporter.error(str(exc))
+                return Outcome(state.run_id, "locked", ExitCode.LOCKED, str(exc))
+        journal = self.state.open_journal(state.run_id)
+        log = RunLog(journal.run_dir / "run.log")
+        connections = Connections(self.inventory)
+        executor = Executor(connections, dry_run=self.dry_run, log=log)
+        ctx = StepContext(self.inventory, executor)
+        try:
+            steps = [resolve_step(rec.ref)(rec.params) for rec in state.steps]
+            return body(ctx, journal, steps)
+        except _StepFailed as exc:
+            return self._end(journal, exc.status, exc.code, str(exc))
+        except PreflightError as exc:
+            return self._end(journal, "refused", ExitCode.REFUSED, f"preflight refused: {exc}")
+        finally:
+            connections.close_all()
+            log.close()
+            lock.release()
+            journal.close()
+
+    # -- verify only ---------------------------------------------------------------------------
+    def verify(self, steps: list[Step]) -> tuple[int, list[Verification]]:
+        """Run the steps' read-only verifications; no journal, no lock, no side effect."""
+        with Connections(self.inventory) as connections:
+            ctx = StepContext(self.inventory, Executor(connections, dry_run=True))
+            results = [step.verify(ctx) for step in steps]
+        for result in results:
+            self.reporter.verification(result)
+        code = ExitCode.OK if all(r.ok for r in results) else ExitCode.VERIFY_FAILED
+        return code, results
+
+
+def _operator() -> str:
+    from .journal import operator
+
+    return operator()
+
+
+def _discard(run_dir) -> None:
+    """A run refused by the lock never started: leave no journal behind for it."""
+    for child in run_dir.iterdir():
+        child.unlink()
+    run_dir.rmdir()

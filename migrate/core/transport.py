@@ -1,0 +1,427 @@
+"""Connections to hosts: verified SSH (Fabric/Paramiko) and the local controller.
+
+Three promises live here and nowhere else:
+- host keys are checked against the inventory's known_hosts; an unknown or changed key stops the
+  run (Fabric's default would accept any key);
+- one connection per host, reused for the whole run, with TCP_NODELAY set (paramiko leaves Nagle
+  on, which costs ~30 ms per command on loopback);
+- every remote command line is built from an argument list by `build_command`, the one place
+  where quoting happens.
+
+Transports perform; they do not decide. Only the executor calls the mutating methods.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import select
+import shlex
+import socket
+import stat
+import subprocess
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping, Protocol, Sequence
+
+import paramiko
+
+from .errors import CommandError, HostKeyError, TransportError
+from .secrets import redact
+
+LOCAL = "local"  # the host name of the controller itself
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def build_command(argv: Sequence[str], *, sudo: bool = False, env: Mapping[str, str] | None = None,
+                  cwd: str | None = None) -> str:
+    """Turn an argument list into one shell command line, every argument quoted.
+
+    This is the only function that produces shell text from values. `sudo` runs the command
+    through `sudo -n` (never prompts); `env` is passed through `env NAME=VALUE`; `cwd` is entered
+    first and the command is not run if that fails.
+    """
+    if isinstance(argv, (str, bytes)) or not argv:
+        raise ValueError("a command must be a non-empty list of arguments, not a string")
+    words: list[str] = []
+    if sudo:
+        words += ["sudo", "-n", "--"]
+    if env:
+        words.append("env")
+        for name, value in env.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"invalid environment variable name {name!r}")
+            words.append(f"{name}={value}")
+    for arg in argv:
+        if not isinstance(arg, str):
+            raise TypeError(f"command argument {arg!r} is not a string")
+        words.append(arg)
+    for word in words:
+        if "\x00" in word:
+            raise ValueError("a command argument cannot contain a NUL byte")
+    line = " ".join(shlex.quote(w) for w in words)
+    if cwd is not None:
+        line = f"cd -- {shlex.quote(cwd)} && {line}"
+    return line
+
+
+@dataclass
+class Result:
+    """What a command did. `command` is the quoted line, shown to operators after redaction."""
+
+    host: str
+    command: str
+    exited: int
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+    def check(self) -> "Result":
+        if not self.ok:
+            raise CommandError(self.host, redact(self.command), self.exited, redact(self.stderr))
+        return self
+
+
+class Transport(Protocol):
+    """What the executor needs from a connection to one host."""
+
+    name: str
+
+    def run(self, argv: Sequence[str], *, input: bytes | str | None = None,
+            env: Mapping[str, str] | None = None, cwd: str | None = None,
+            timeout: float | None = None) -> Result: ...
+
+    def read_file(self, path: str) -> bytes | None: ...
+
+    def stat_mode(self, path: str) -> int | None: ...
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None: ...
+
+    def remove_file(self, path: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style SHA256 fingerprint, as `ssh-keygen -lf` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _RejectUnknownHost(paramiko.RejectPolicy):
+    """RejectPolicy that names the host and the offered key's fingerprint in its error."""
+
+    def __init__(self, host_label: str, known_hosts: Path):
+        self.host_label, self.known_hosts = host_label, known_hosts
+
+    def missing_host_key(self, client, hostname, key):
+        raise HostKeyError(
+            f"{self.host_label}: UNKNOWN host key: the server offered {key.get_name()} "
+            f"{fingerprint(key)}, and {self.known_hosts} has no key for {hostname}. "
+            f"Verify the fingerprint out of band, then add the key to known_hosts."
+        )
+
+
+class SSHTransport:
+    """A verified, reused SSH connection to one inventory host."""
+
+    def __init__(self, host, *, connect_timeout: float = 10.0):
+        self.host = host
+        self.name = host.name
+        self._label = f"{host.name} ({host.address}:{host.port})"
+        self._connect_timeout = connect_timeout
+        self._conn = None
+        self._sftp = None
+        self._lock = threading.Lock()
+
+    # -- connection -------------------------------------------------------------------------
+    def connect(self):
+        """Open the connection now (it is otherwise opened on first use)."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._open()
+            return self._conn
+
+    def _open(self):
+        from fabric import Config, Connection
+
+        known_hosts = self.host.known_hosts
+        if known_hosts is None:
+            raise HostKeyError(f"{self._label}: no known_hosts file is set in the inventory; "
+                               "refusing to connect without host key verification")
+        if not Path(known_hosts).is_file():
+            raise HostKeyError(f"{self._label}: known_hosts file {known_hosts} does not exist")
+        connect_kwargs: dict = {"allow_agent": False, "look_for_keys": False}
+        if self.host.identity_file is not None:
+            connect_kwargs["key_filename"] = str(self.host.identity_file)
+        config = Config(overrides={"load_ssh_configs": False})
+        conn = Connection(self.host.address, user=self.host.user, port=self.host.port,
+                          config=config, connect_timeout=self._connect_timeout,
+                          connect_kwargs=connect_kwargs)
+        # Fabric installs AutoAddPolicy and loads no known_hosts: replace both before connecting.
+        conn.client.load_host_keys(str(known_hosts))
+        conn.client.set_missing_host_key_policy(_RejectUnknownHost(self._label, Path(known_hosts)))
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(
+                f"{self._label}: host key CHANGED: known_hosts ({known_hosts}) has "
+                f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}, the server offered "
+                f"{exc.key.get_name()} {fingerprint(exc.key)}. Possible interception or a rebuilt "
+                f"host: check out of band before updating known_hosts."
+            ) from None
+        except HostKeyError:
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(f"{self._label}: cannot connect: {exc}") from None
+        transport = conn.client.get_transport()
+        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_keepalive(30)
+        return conn
+
+    def server_key_fingerprint(self) -> str:
+        key = self.connect().client.get_transport().get_remote_server_key()
+        return f"{key.get_name()} {fingerprint(key)}"
+
+    @property
+    def fabric(self):
+        """The underlying Fabric connection (for port forwarding)."""
+        return self.connect()
+
+    # -- commands ---------------------------------------------------------------------------
+    def run(self, argv, *, input=None, env=None, cwd=None, timeout=None) -> Result:
+        command = build_command(argv, sudo=self.host.sudo, env=env, cwd=cwd)
+        transport = self.connect().client.get_transport()
+        started = time.monotonic()
+        try:
+            chan = transport.open_session(timeout=self._connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise TransportError(f"{self._label}: connection lost: {exc}") from None
+        try:
+            chan.exec_command(command)
+            if input is not None:
+                chan.sendall(input.encode() if isinstance(input, str) else input)
+            chan.shutdown_write()
+            out, err = _drain(chan, timeout)
+            exited = chan.recv_exit_status()
+        finally:
+            chan.close()
+        return Result(self.name, command, exited, out.decode("utf-8", "replace"),
+                      err.decode("utf-8", "replace"), time.monotonic() - started)
+
+    # -- files --------------------------------------------------------------------------------
+    def _sftp_client(self):
+        with self._lock:
+            if self._sftp is None:
+                conn = self._conn or self._open()
+                self._conn = conn
+                self._sftp = conn.sftp()
+            return self._sftp
+
+    def read_file(self, path: str) -> bytes | None:
+        if self.host.sudo:
+            result = self.run(["sh", "-c", 'test -e "$1" || exit 3; cat -- "$1"', "sh", path])
+            if result.exited == 3:
+                return None
+            result.check()
+            return result.stdout.encode("utf-8", "surrogateescape")
+        sftp = self._sftp_client()
+        try:
+            with sftp.open(path, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TransportError(f"{self._label}: cannot read {path}: {exc}") from None
+
+    def stat_mode(self, path: str) -> int | None:
+        if self.host.sudo:
+            result = self.run(["stat", "-c", "%a", "--", path])
+            return int(result.stdout, 8) if result.ok else None
+        try:
+            return stat.S_IMODE(self._sftp_client().stat(path).st_mode)
+        except FileNotFoundError:
+            return None
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write atomically: a temporary file beside the target, then rename over it."""
+        directory, _, base = path.rpartition("/")
+        tmp = f"{directory}/.{base}.migrate-{uuid.uuid4().hex[:8]}"
+        if self.host.sudo:
+            staging = f"/tmp/.migrate-{uuid.uuid4().hex}"
+            self._put(staging, data, 0o600)
+            try:
+                self.run(["install", "-m", f"{mode:o}", "--", staging, tmp]).check()
+                self.run(["mv", "-f", "--", tmp, path]).check()
+            finally:
+                self.run(["rm", "-f", "--", staging])
+            return
+        self._put(tmp, data, mode)
+        try:
+            self._sftp_client().posix_rename(tmp, path)
+        except OSError as exc:
+            self._sftp_client().remove(tmp)
+            raise TransportError(f"{self._label}: cannot replace {path}: {exc}") from None
+
+    def _put(self, path: str, data: bytes, mode: int) -> None:
+        sftp = self._sftp_client()
+        try:
+            with sftp.open(path, "wb") as fh:
+                fh.set_pipelined(True)
+                fh.write(data)
+            sftp.chmod(path, mode)
+        except OSError as exc:
+            raise TransportError(f"{self._label}: cannot write {path}: {exc}") from None
+
+    def remove_file(self, path: str) -> None:
+        if self.host.sudo:
+            self.run(["rm", "-f", "--", path]).check()
+            return
+        try:
+            self._sftp_client().remove(path)
+        except FileNotFoundError:
+            pass
+
+    @contextmanager
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> Iterator[int]:
+        """Forward a free local loopback port to remote_host:remote_port on the host's side."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            local_port = probe.getsockname()[1]
+        with self.connect().forward_local(local_port, remote_port=remote_port,
+                                          remote_host=remote_host, local_host="127.0.0.1"):
+            yield local_port
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sftp is not None:
+                self._sftp.close()
+                self._sftp = None
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _drain(chan: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes]:
+    """Read stdout and stderr together, so a chatty stderr cannot stall the channel window."""
+    out, err = bytearray(), bytearray()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        got = False
+        while chan.recv_ready():
+            out += chan.recv(65536)
+            got = True
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+            got = True
+        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            # Data can still be in flight after the status; read until EOF on stdout.
+            while True:
+                chunk = chan.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            return bytes(out), bytes(err)
+        if deadline is not None and time.monotonic() > deadline:
+            raise TransportError(f"command timed out after {timeout} s")
+        if not got:
+            select.select([chan], [], [], 0.5)
+
+
+class LocalTransport:
+    """The controller itself: commands run without a shell, files are local."""
+
+    name = LOCAL
+
+    def run(self, argv, *, input=None, env=None, cwd=None, timeout=None) -> Result:
+        command = build_command(argv, env=env, cwd=cwd)
+        full_env = None
+        if env:
+            full_env = dict(os.environ)
+            full_env.update(env)
+        started = time.monotonic()
+        data = input.encode() if isinstance(input, str) else input
+        try:
+            proc = subprocess.run(list(argv), input=data, capture_output=True, env=full_env,
+                                  cwd=cwd, timeout=timeout)
+        except FileNotFoundError as exc:
+            return Result(LOCAL, command, 127, "", str(exc), time.monotonic() - started)
+        return Result(LOCAL, command, proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                      proc.stderr.decode("utf-8", "replace"), time.monotonic() - started)
+
+    def read_file(self, path: str) -> bytes | None:
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def stat_mode(self, path: str) -> int | None:
+        try:
+            return stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            return None
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.migrate-{uuid.uuid4().hex[:8]}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+
+    def remove_file(self, path: str) -> None:
+        Path(path).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        pass
+
+
+class Connections:
+    """One transport per host for the whole run, opened on first use."""
+
+    def __init__(self, inventory, *, connect_timeout: float = 10.0):
+        self.inventory = inventory
+        self._connect_timeout = connect_timeout
+        self._pool: dict[str, Transport] = {}
+        self._lock = threading.Lock()
+
+    def get(self, host_name: str) -> Transport:
+        with self._lock:
+            transport = self._pool.get(host_name)
+            if transport is None:
+                if host_name == LOCAL:
+                    transport = LocalTransport()
+                else:
+                    transport = SSHTransport(self.inventory.host(host_name),
+                                             connect_timeout=self._connect_timeout)
+                self._pool[host_name] = transport
+            return transport
+
+    def close_all(self) -> None:
+        with self._lock:
+            for transport in self._pool.values():
+                transport.close()
+            self._pool.clear()
+
+    def __enter__(self) -> "Connections":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close_all()

@@ -1,0 +1,9 @@
+"""The root Invoke namespace: it mounts the task modules of migrate/tasks and nothing else."""
+
+from invoke import Collection
+
+from migrate.tasks import demo, inventory, lab, playbook, runs
+
+ns = Collection()
+for module in (inventory, lab, runs, playbook, demo):
+    ns.add_collection(module.ns)
