@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-# The checkout is not installed into the venv: make `import migrate` find it from any rootdir.
-if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))
+from migrate.core.paths import PROJECT_ROOT
 
 LAB_INVENTORY = PROJECT_ROOT / "inventories" / "lab.yaml"
 
@@ -27,7 +20,7 @@ def lab_inventory():
 
 @pytest.fixture(scope="session")
 def lab_hosts():
-    """The lab's sshd hosts, started if needed by the same code as `invoke lab.up`.
+    """The lab's sshd hosts (a started `SshdHosts`), by the same code as `invoke lab.up`.
 
     Never stopped at the end: the lab is shared by every session on this machine.
     """

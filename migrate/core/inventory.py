@@ -147,7 +147,8 @@ class Group:
 class Host:
     """One target host with its variables merged from every layer (see the module docstring).
 
-    `vars` is meant to be read only; secret references in it stay `SecretRef` objects.
+    `vars` is meant to be read only; secret references in it stay `SecretRef` objects, and paths
+    stay as written: `known_hosts` and `identity_file` are the resolved forms of those two.
     """
 
     name: str
@@ -488,7 +489,8 @@ class _Reader:
             value = {k: self._read_value(k, v, f"{key_path}.{k}") for k, v in value.items()}
         elif isinstance(value, list):
             value = [self._read_value(None, v, f"{key_path}[{i}]") for i, v in enumerate(value)]
-        if isinstance(name, str) and looks_secret(name) and not isinstance(value, (SecretRef, type(None))):
+        # true/false and null cannot hold a secret (e.g. `use_api_token: false`), so they pass.
+        if isinstance(name, str) and looks_secret(name) and not isinstance(value, (SecretRef, bool, type(None))):
             # The value is deliberately left out of the message: it may be the secret itself.
             self.fail(
                 key_path,

@@ -40,13 +40,49 @@ def operator() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
+class BlobStore:
+    """File contents captured or written by a run, by SHA-256, readable by root only.
+
+    Kept beside the journal so that a rollback from a later process can restore a replaced file,
+    while the journal itself stays small and free of whatever those files contain.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def put(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.folder / digest
+        if not target.exists():
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = self.folder / f".{digest}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        try:
+            data = (self.folder / digest).read_bytes()
+        except FileNotFoundError:
+            raise MigrateError(f"content {digest[:12]} is missing from {self.folder}") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise MigrateError(f"content {digest[:12]} in {self.folder} is corrupt")
+        return data
+
+
 class Journal:
     """Appends events to one run's journal, durably."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.path = run_dir / "journal.jsonl"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs = BlobStore(run_dir / "blobs")
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         # A crash can leave a partial last line; start ours on a fresh line.
         if self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
@@ -116,6 +152,10 @@ class RunState:
     @property
     def dry_run(self) -> bool:
         return bool(self.header.get("dry_run"))
+
+    @property
+    def blobs(self) -> BlobStore:
+        return BlobStore(self.path.parent / "blobs")
 
     @property
     def inventory(self) -> str:

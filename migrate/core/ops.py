@@ -52,14 +52,15 @@ class Operation:
         """What would change, for dry-run output (optional)."""
         return None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, blobs=None) -> dict:
+        """JSON-ready record. With a blob store, byte contents are stored there by hash."""
         data = {"type": type(self).__name__}
         for f in dataclasses.fields(self):
-            data[f.name] = _encode(getattr(self, f.name))
+            data[f.name] = _encode(getattr(self, f.name), blobs)
         return data
 
 
-def from_dict(data: dict) -> Operation:
+def from_dict(data: dict, blobs=None) -> Operation:
     data = dict(data)
     kind = data.pop("type")
     try:
@@ -67,34 +68,42 @@ def from_dict(data: dict) -> Operation:
     except KeyError:
         raise ValueError(f"unknown operation type {kind!r} in journal") from None
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: _decode(v) for k, v in data.items() if k in names})
+    return cls(**{k: _decode(v, blobs) for k, v in data.items() if k in names})
 
 
-def _encode(value):
+def _encode(value, blobs):
     if isinstance(value, bytes):
+        # File contents stay out of the journal: they may hold secrets, and may be large.
+        if blobs is not None:
+            return {"$blob": blobs.put(value), "size": len(value)}
         return {"$b64": base64.b64encode(value).decode()}
     if isinstance(value, tuple):
         return list(value)
     return value
 
 
-def _decode(value):
-    if isinstance(value, dict) and set(value) == {"$b64"}:
-        return base64.b64decode(value["$b64"])
+def _decode(value, blobs):
+    if isinstance(value, dict):
+        if set(value) == {"$b64"}:
+            return base64.b64decode(value["$b64"])
+        if "$blob" in value:
+            if blobs is None:
+                return value  # shown as a reference when no store is at hand
+            return blobs.get(value["$blob"])
     return value
 
 
-def encode_state(value):
-    """Pre-states go to the journal as JSON: bytes become base64."""
+def encode_state(value, blobs=None):
+    """Pre-states go to the journal as JSON; bytes go to the blob store (or base64)."""
     if isinstance(value, dict):
-        return {k: encode_state(v) for k, v in value.items()}
-    return _encode(value)
+        return {k: encode_state(v, blobs) for k, v in value.items()}
+    return _encode(value, blobs)
 
 
-def decode_state(value):
-    if isinstance(value, dict) and set(value) != {"$b64"}:
-        return {k: decode_state(v) for k, v in value.items()}
-    return _decode(value)
+def decode_state(value, blobs=None):
+    if isinstance(value, dict) and not ({"$b64", "$blob"} & set(value)):
+        return {k: decode_state(v, blobs) for k, v in value.items()}
+    return _decode(value, blobs)
 
 
 @register
@@ -134,7 +143,8 @@ class WriteFile(Operation):
     mode: int = 0o644
 
     def describe(self) -> str:
-        return f"write {self.path} ({len(self.content)} bytes, mode {self.mode:04o})"
+        size = self.content.get("size", "?") if isinstance(self.content, dict) else len(self.content)
+        return f"write {self.path} ({size} bytes, mode {self.mode:04o})"
 
     def capture(self, reader):
         old = reader.read_file(self.host, self.path)

@@ -21,7 +21,7 @@ from typing import Callable
 from . import ops as oplib
 from .errors import LockHeld, MigrateError, PreflightError
 from .executor import Executor, RunLog
-from .journal import RunState, StateDir, StepRecord, load_run
+from .journal import RunState, StateDir, StepRecord, operator as _operator
 from .report import Reporter, confirm as ask
 from .secrets import redact
 from .step import Step, StepContext, Verification, resolve_step
@@ -105,7 +105,7 @@ class Runner:
                 plans.append(ops)
             if self.dry_run:
                 for i, (step, ops) in enumerate(zip(steps, plans)):
-                    journal.append("step_planned", step=i, ops=[op.to_dict() for op in ops])
+                    journal.append("step_planned", step=i, ops=[op.to_dict(journal.blobs) for op in ops])
                     for op in ops:
                         executor.execute(op)
                 total = sum(len(p) for p in plans)
@@ -135,14 +135,14 @@ class Runner:
 
     def _apply_step(self, index: int, step: Step, ops: list, ctx: StepContext, journal) -> None:
         journal.append("step_start", step=index)
-        journal.append("step_planned", step=index, ops=[op.to_dict() for op in ops])
+        journal.append("step_planned", step=index, ops=[op.to_dict(journal.blobs) for op in ops])
         self.reporter.heading(f"step {index + 1}: {step.describe()}")
         started: list[tuple[int, oplib.Operation, object]] = []
         with self.reporter.progress() as progress:
             task = progress.add_task(step.describe(), total=len(ops))
             for j, op in enumerate(ops):
                 pre = op.capture(ctx.executor)
-                journal.append("op_start", step=index, op=j, pre_state=oplib.encode_state(pre))
+                journal.append("op_start", step=index, op=j, pre_state=oplib.encode_state(pre, journal.blobs))
                 started.append((j, op, pre))
                 try:
                     result = ctx.executor.execute(op)
@@ -261,8 +261,8 @@ class Runner:
             journal.append("run_end", status="rolled_back", exit_code=0, message="nothing was applied")
             return Outcome(state.run_id, "rolled_back", ExitCode.OK, "nothing to roll back")
         for rec, step in reversed(todo):
-            ops_shown = [oplib.from_dict(o.op) for o in reversed(rec.applied_ops)]
-            inverses = [op.inverse(oplib.decode_state(o.pre_state)) for op, o in
+            ops_shown = [oplib.from_dict(o.op, state.blobs) for o in reversed(rec.applied_ops)]
+            inverses = [op.inverse(oplib.decode_state(o.pre_state, state.blobs)) for op, o in
                         zip(ops_shown, reversed(rec.applied_ops))]
             self.reporter.plan(f"roll back {step.describe()}", [i for i in inverses if i is not None],
                                [None] * sum(i is not None for i in inverses), self.dry_run)
@@ -287,7 +287,8 @@ class Runner:
         return self._end(journal, "rolled_back", ExitCode.OK, f"run {state.run_id} rolled back")
 
     def _rollback_recorded(self, rec: StepRecord, step: Step, ctx, journal) -> None:
-        started = [(o.index, oplib.from_dict(o.op), oplib.decode_state(o.pre_state)) for o in rec.applied_ops]
+        started = [(o.index, oplib.from_dict(o.op, journal.blobs), oplib.decode_state(o.pre_state, journal.blobs))
+                   for o in rec.applied_ops]
         self._rollback_ops(rec.index, step, started, ctx, journal)
 
     # -- shared ------------------------------------------------------------------------------
@@ -303,6 +304,12 @@ class Runner:
     def _with_run(self, state: RunState, body, verb: str) -> Outcome:
         lock = self.state.lock(self.inventory.path, state.run_id, self.reason)
         if not self.dry_run:
+            holder = lock.current()
+            if holder is not None and holder.run_id == state.run_id and not holder.holder_alive():
+                # The run being resumed was killed while holding the lock: it is ours to take over.
+                lock.break_stale()
+                self.reporter.warn(f"took over the lock left by the interrupted process of this run "
+                                   f"(pid {holder.pid}, since {holder.since})")
             try:
                 lock.acquire()
             except LockHeld as exc:
@@ -336,12 +343,6 @@ class Runner:
             self.reporter.verification(result)
         code = ExitCode.OK if all(r.ok for r in results) else ExitCode.VERIFY_FAILED
         return code, results
-
-
-def _operator() -> str:
-    from .journal import operator
-
-    return operator()
 
 
 def _discard(run_dir) -> None:

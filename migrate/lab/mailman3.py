@@ -3,10 +3,12 @@
 Layout (all under the lab root):
 
     venvs/mailman3/                      mailman 3.3.10 with its pinned dependencies
+    venvs/mailman3-install.log           pip's output of the last install
     secrets/mailman3_rest                the REST admin password (0600, generated on first up)
     hosts/lists-01/mailman3/mailman.cfg  rendered by `render_config` (0600: it holds the password)
     hosts/lists-01/mailman3/gunicorn.cfg options for the REST runner's gunicorn
     hosts/lists-01/mailman3/start.log    output of `mailman start` and of the master it forks
+    hosts/lists-01/mailman3/component.lock  serialises up/down between processes
     hosts/lists-01/mailman3/var/         var_dir: master.pid, data/mailman.db, logs/, queue/, ...
 
 `mailman start` forks the master and returns; the master writes `var/master.pid`, forks one
@@ -206,8 +208,9 @@ class Mailman3Core:
 
     def mailman_command(self, *args: str) -> list[str]:
         """argv for the mailman CLI on this instance, e.g. mailman_command("import21", ...)."""
-        # Mailman refuses to run as root without --run-as-root, and it is a top-level option:
-        # after the subcommand it is rejected.
+        # Mailman refuses to run as root without --run-as-root, and only the top-level command
+        # reads it: placed after the subcommand it is ignored and Mailman still refuses.
+        # Careful with output: `mailman info` prints the REST password ("REST credentials").
         return [str(self.mailman_bin), "--run-as-root", "-C", str(self.config_file), *args]
 
     def master_pid(self) -> int | None:
@@ -252,9 +255,9 @@ class Mailman3Core:
     def status(self) -> list[ServiceStatus]:
         pid = self.master_pid()
         running, detail = False, "not running"
-        if pid is None and self.daemon_pids():
-            detail = (f"master gone, {len(self.daemon_pids())} orphaned processes left "
-                      "(up or down stops them)")
+        orphans = self.daemon_pids() if pid is None else []
+        if orphans:
+            detail = f"master gone, {len(orphans)} orphaned processes left (up or down stops them)"
         if pid is not None:
             try:
                 info = self.versions()

@@ -220,14 +220,6 @@ class SshdHosts:
         key_type, key_data = self.host_key(host).with_suffix(".pub").read_text().split()[:2]
         return f"{host.known_hosts_name} {key_type} {key_data}"
 
-    def ssh_argv(self, host: SshHost) -> list[str]:
-        """An OpenSSH client command line for host with strict host key checking; append a command."""
-        return [
-            "ssh", "-i", str(host.identity_file), "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={host.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-p", str(host.port), f"{host.user}@{host.address}",
-        ]
-
     def pid(self, host: SshHost) -> int | None:
         """The pid of this host's sshd if it runs; a recycled pid of another program is not ours."""
         pid = running_pid(self.pid_file(host))
@@ -357,7 +349,7 @@ class SshdHosts:
                 last = self._log_tail(host, 1)
                 status.detail = f"died: {last}" if last else "died"
             else:
-                status.detail = "stopped"
+                status.detail = "no pid file"
             return status
         status.pid = pid
         if (host.address, host.port) in listening_sockets(pid):

@@ -8,10 +8,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from migrate.lab.mailman3 import MAILMAN_VERSION, Mailman3Core
+from migrate.lab.mailman3 import MAILMAN_VERSION, REST_RUNNERS, Mailman3Core, render_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 
@@ -194,3 +195,37 @@ def test_mailman_command_puts_the_root_flag_before_the_subcommand(core):
 
     assert argv[:4] == [str(core.mailman_bin), "--run-as-root", "-C", str(core.config_file)]
     assert argv[4:] == ["import21", "x@y.example", "config.pck"]
+
+
+def _render(**overrides) -> str:
+    params = dict(
+        var_dir=Path("/lab/var"), database_path=Path("/lab/var/data/mailman.db"),
+        rest_host="127.0.0.12", rest_port=8001, rest_user="restadmin", rest_password="pw",
+        lmtp_host="127.0.0.12", lmtp_port=8024, smtp_host="127.0.0.12", smtp_port=8025,
+        runners=REST_RUNNERS, gunicorn_config=Path("/lab/gunicorn.cfg"),
+        site_owner="owner@lab.example",
+    )
+    params.update(overrides)
+    return render_config(**params)
+
+
+def test_render_config_starts_only_the_chosen_runners():
+    text = _render(runners=("rest", "lmtp"))
+
+    assert "[runner.rest]\nstart: yes" in text
+    assert "[runner.lmtp]\nstart: yes" in text
+    assert "[runner.out]\nstart: no" in text
+    assert "url: sqlite:////lab/var/data/mailman.db" in text
+
+
+def test_render_config_takes_extra_sections_for_later_components():
+    text = _render(extra_sections={"archiver.hyperkitty": {"class": "mailman_hyperkitty.Archiver",
+                                                           "enable": "yes"}})
+
+    assert "[archiver.hyperkitty]\nclass: mailman_hyperkitty.Archiver\nenable: yes" in text
+
+
+@pytest.mark.parametrize("runners", [("lmtp",), ("rest", "no-such-runner")])
+def test_render_config_refuses_a_runner_set_without_rest_or_with_unknown_names(runners):
+    with pytest.raises(ValueError):
+        _render(runners=runners)

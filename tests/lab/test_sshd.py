@@ -191,7 +191,7 @@ def test_down_and_up_of_one_host_leaves_the_others_alone(private_lab):
     private_lab.down(names=["alpha"])
 
     assert [s.running for s in private_lab.status()] == [False, True]
-    assert private_lab.status(["alpha"])[0].detail == "stopped"
+    assert private_lab.status(["alpha"])[0].detail == "no pid file"
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((alpha.address, alpha.port), timeout=2).close()
     assert private_lab.pid(beta) == beta_pid
@@ -209,7 +209,7 @@ def test_down_is_idempotent_and_status_says_stopped(private_lab):
     private_lab.down()
     private_lab.down()
 
-    assert [(s.running, s.pid, s.detail) for s in private_lab.status()] == [(False, None, "stopped")] * 2
+    assert [(s.running, s.pid, s.detail) for s in private_lab.status()] == [(False, None, "no pid file")] * 2
 
 
 def test_an_sshd_that_died_is_reported_and_restarted(private_lab):
