@@ -76,6 +76,10 @@ class Executor:
     def stat_mode(self, host: str, path: str) -> int | None:
         return self._connections.get(host).stat_mode(path)
 
+    def service(self, kind: str, host: str):
+        """The read-only view of an API service (e.g. GET-only REST): safe in every mode."""
+        return self._connections.service(kind, host).reader
+
     # -- the choke point -----------------------------------------------------------------------
     def execute(self, op: Operation) -> Result | None:
         """Perform `op`, or in dry-run record it and return None."""
@@ -114,3 +118,7 @@ class _Effects:
 
     def read_file(self, host: str, path: str) -> bytes | None:
         return self._ex.read_file(host, path)
+
+    def service(self, kind: str, host: str):
+        """The full API service, able to change things; only operations get it."""
+        return self._ex.connections.service(kind, host)

@@ -58,7 +58,11 @@ class _StepFailed(Exception):
 class Runner:
     def __init__(self, inventory, state: StateDir, *, dry_run: bool = True, yes: bool = False,
                  reason: str = "", reporter: Reporter | None = None,
-                 confirm: Callable[[Reporter, str], bool] = ask, argv: list[str] | None = None):
+                 confirm: Callable[[Reporter, str], bool] = ask, argv: list[str] | None = None,
+                 keep_going: bool = False):
+        # keep_going: a step refused by preflight, rolled back or failing verification does not
+        # stop the steps after it (one bad list in an --all run); the exit code still says so.
+        self.keep_going = keep_going
         self.inventory = inventory
         self.state = state
         self.dry_run = dry_run
@@ -92,37 +96,53 @@ class Runner:
                            steps=[{"ref": s.ref(), "id": s.id, "title": s.describe(),
                                    "params": s.params_dict()} for s in steps])
             self.reporter.info(f"run {run_id}" + (" (dry run: nothing will be changed)" if self.dry_run else ""))
-            plans = []
-            for step in steps:
+            plans: list[list | None] = []
+            problems: list[tuple[ExitCode, str]] = []
+            for i, step in enumerate(steps):
                 try:
                     step.preflight(ctx)
-                except PreflightError as exc:
-                    return self._end(journal, "refused", ExitCode.REFUSED,
-                                     f"{step.describe()}: preflight refused: {exc}")
-                ops = step.plan(ctx)
+                    ops = step.plan(ctx)
+                except MigrateError as exc:
+                    message = f"{step.describe()}: preflight refused: {exc}"
+                    if not self.keep_going:
+                        return self._end(journal, "refused", ExitCode.REFUSED, message)
+                    journal.append("step_end", step=i, status="refused", error=redact(str(exc)))
+                    self.reporter.error(message)
+                    problems.append((ExitCode.REFUSED, message))
+                    plans.append(None)
+                    continue
                 diffs = [op.diff(op.capture(executor)) for op in ops]
                 self.reporter.plan(step.describe(), ops, diffs, self.dry_run)
                 plans.append(ops)
+            total = sum(len(p) for p in plans if p is not None)
             if self.dry_run:
                 for i, (step, ops) in enumerate(zip(steps, plans)):
+                    if ops is None:
+                        continue
                     journal.append("step_planned", step=i, ops=[op.to_dict(journal.blobs) for op in ops])
                     for op in ops:
                         executor.execute(op)
-                total = sum(len(p) for p in plans)
-                return self._end(journal, "dry-run", ExitCode.OK,
-                                 f"dry run: {total} operation(s) shown, none performed; "
-                                 f"commands are listed in {log.path}")
+                return self._finish(journal, problems, "dry-run",
+                                    f"dry run: {total} operation(s) shown, none performed; "
+                                    f"commands are listed in {log.path}")
             irreversible = [s.describe() for s, p in zip(steps, plans)
-                            if not s.reversible or any(not op.reversible for op in p)]
+                            if p is not None and (not s.reversible or any(not op.reversible for op in p))]
             if not self.yes:
-                question = f"Apply {sum(len(p) for p in plans)} operation(s) on inventory {self.inventory.name}?"
+                question = f"Apply {total} operation(s) on inventory {self.inventory.name}?"
                 if irreversible:
                     question += f" IRREVERSIBLE: {', '.join(irreversible)}."
                 if not self._confirm(self.reporter, question):
                     return self._end(journal, "aborted", ExitCode.REFUSED, "not confirmed: nothing changed")
             for i, (step, ops) in enumerate(zip(steps, plans)):
-                self._apply_step(i, step, ops, ctx, journal)
-            return self._end(journal, "done", ExitCode.OK, f"{len(steps)} step(s) applied and verified")
+                if ops is None:
+                    continue
+                try:
+                    self._apply_step(i, step, ops, ctx, journal)
+                except _StepFailed as exc:
+                    if not self.keep_going or exc.code == ExitCode.ROLLBACK_FAILED:
+                        raise
+                    problems.append((exc.code, str(exc)))
+            return self._finish(journal, problems, "done", f"{len(steps)} step(s) applied and verified")
         except _StepFailed as exc:
             return self._end(journal, exc.status, exc.code, str(exc))
         except MigrateError as exc:
@@ -154,8 +174,7 @@ class Runner:
                     journal.append("step_end", step=index, status="rolled_back", error=message)
                     raise _StepFailed(ExitCode.STEP_FAILED_ROLLED_BACK, "failed",
                                       f"step {step.describe()} failed and was rolled back: {message}") from None
-                journal.append("op_end", step=index, op=j, ok=True,
-                               exited=getattr(result, "exited", None))
+                journal.append("op_end", step=index, op=j, ok=True, **_output(result))
                 progress.advance(task)
         self._verify_step(index, step, ctx, journal)
 
@@ -200,6 +219,16 @@ class Runner:
             raise _StepFailed(ExitCode.ROLLBACK_FAILED, "rollback_failed",
                               f"after rolling back {step.describe()} the state differs from before")
 
+    def _finish(self, journal, problems, status: str, message: str) -> Outcome:
+        """End a keep-going run: done if nothing went wrong, else `partial` with the worst code."""
+        if not problems:
+            return self._end(journal, status, ExitCode.OK, message)
+        # A rolled-back step outranks a failed verification, which outranks a refusal.
+        rank = {ExitCode.STEP_FAILED_ROLLED_BACK: 3, ExitCode.VERIFY_FAILED: 2, ExitCode.REFUSED: 1}
+        code = max((c for c, _ in problems), key=lambda c: rank.get(c, 0))
+        return self._end(journal, "partial" if status == "done" else status, code,
+                         f"{len(problems)} step(s) did not complete: " + "; ".join(m for _, m in problems))
+
     def _end(self, journal, status: str, code: ExitCode, message: str) -> Outcome:
         journal.append("run_end", status=status, exit_code=int(code), message=message)
         if code == ExitCode.OK:
@@ -223,6 +252,7 @@ class Runner:
 
     def _resume(self, state: RunState, ctx, journal, steps: list[Step]) -> Outcome:
         journal.append("run_resumed", operator=_operator(), reason=self.reason)
+        problems: list[tuple[ExitCode, str]] = []
         self.reporter.info(f"resuming run {state.run_id}")
         for rec, step in zip(state.steps, steps):
             if rec.status == "done":
@@ -240,11 +270,21 @@ class Runner:
                                    "rolling back its started operations, then applying it again")
                 self._rollback_recorded(rec, step, ctx, journal)
                 journal.append("step_replan", step=rec.index)
-            step.preflight(ctx)
-            ops = step.plan(ctx)
-            self.reporter.plan(step.describe(), ops, [None] * len(ops), False)
-            self._apply_step(rec.index, step, ops, ctx, journal)
-        return self._end(journal, "done", ExitCode.OK, f"run {state.run_id} resumed and completed")
+            try:
+                step.preflight(ctx)
+                ops = step.plan(ctx)
+                self.reporter.plan(step.describe(), ops, [None] * len(ops), False)
+                self._apply_step(rec.index, step, ops, ctx, journal)
+            except MigrateError as exc:
+                if not self.keep_going:
+                    raise
+                journal.append("step_end", step=rec.index, status="refused", error=redact(str(exc)))
+                problems.append((ExitCode.REFUSED, f"{step.describe()}: {exc}"))
+            except _StepFailed as exc:
+                if not self.keep_going or exc.code == ExitCode.ROLLBACK_FAILED:
+                    raise
+                problems.append((exc.code, str(exc)))
+        return self._finish(journal, problems, "done", f"run {state.run_id} resumed and completed")
 
     # -- rollback ----------------------------------------------------------------------------
     def rollback(self, run_id: str) -> Outcome:
@@ -343,6 +383,21 @@ class Runner:
             self.reporter.verification(result)
         code = ExitCode.OK if all(r.ok for r in results) else ExitCode.VERIFY_FAILED
         return code, results
+
+
+OUTPUT_TAIL = 4000
+
+
+def _output(result) -> dict:
+    """What a command said, kept (redacted, tail only) for reports such as import21's problems."""
+    if result is None or not hasattr(result, "exited"):
+        return {}
+    data = {"exited": result.exited}
+    for name in ("stdout", "stderr"):
+        text = getattr(result, name, "") or ""
+        if text:
+            data[name] = text[-OUTPUT_TAIL:]
+    return data
 
 
 def _discard(run_dir) -> None:

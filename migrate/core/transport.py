@@ -28,7 +28,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 import paramiko
 
@@ -393,14 +393,49 @@ class LocalTransport:
         pass
 
 
+class Service(Protocol):
+    """An API client reached through a host (e.g. Mailman 3's REST API over an SSH forward).
+
+    `reader` is a view that can only read; the executor hands it to safe reads, and the full
+    service only to an operation's `perform`.
+    """
+
+    reader: object
+
+    def close(self) -> None: ...
+
+
+_SERVICE_FACTORIES: dict[str, Callable[["Connections", object], Service]] = {}
+
+
+def register_service(kind: str, factory: Callable[["Connections", object], Service]) -> None:
+    """Phase packages register how to build their API clients from a connection and a host."""
+    _SERVICE_FACTORIES[kind] = factory
+
+
 class Connections:
-    """One transport per host for the whole run, opened on first use."""
+    """One transport per host for the whole run, opened on first use; likewise API services."""
 
     def __init__(self, inventory, *, connect_timeout: float = 10.0):
         self.inventory = inventory
         self._connect_timeout = connect_timeout
         self._pool: dict[str, Transport] = {}
+        self._services: dict[tuple[str, str], Service] = {}
         self._lock = threading.Lock()
+
+    def service(self, kind: str, host_name: str) -> Service:
+        key = (kind, host_name)
+        with self._lock:
+            service = self._services.get(key)
+        if service is None:
+            try:
+                factory = _SERVICE_FACTORIES[kind]
+            except KeyError:
+                raise TransportError(f"no service of kind {kind!r} is registered") from None
+            service = factory(self, self.inventory.host(host_name))
+            with self._lock:
+                self._services[key] = service
+        return service
 
     def get(self, host_name: str) -> Transport:
         with self._lock:
@@ -416,6 +451,9 @@ class Connections:
 
     def close_all(self) -> None:
         with self._lock:
+            for service in self._services.values():
+                service.close()
+            self._services.clear()
             for transport in self._pool.values():
                 transport.close()
             self._pool.clear()

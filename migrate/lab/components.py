@@ -11,6 +11,7 @@ from typing import Iterable
 
 from ..core.errors import MigrateError
 from .base import Component, ServiceStatus
+from .mailman3 import Mailman3Core
 from .sshd import DEFAULT_INVENTORY, SshdHosts
 
 
@@ -18,6 +19,7 @@ def components(inventory_path: Path | str = DEFAULT_INVENTORY) -> list[Component
     """Every lab component, in start order."""
     return [
         SshdHosts(inventory_path),
+        Mailman3Core(),
     ]
 
 

@@ -1,7 +1,7 @@
 """Generate a realistic Mailman 2.1 var dir: what the legacy host's /var/lib/mailman holds.
 
-Mailman 2 runs on Python 2 only, so it cannot produce test data here; this module writes the same
-files byte for byte in shape:
+Mailman 2 runs on Python 2 only, so it cannot produce test data here; this module writes files of
+the same shape, opcode for opcode:
 
     lists/<name>/config.pck      the list's attributes (MailList.Save: cPickle.dump(dict, fp, 1))
     lists/<name>/request.pck     pending requests (ListAdmin: cPickle.dump(db, fp, 1))
@@ -39,7 +39,7 @@ UNKNOWN, BY_USER, BY_ADMIN, BY_BOUNCE = 1, 2, 3, 4  # delivery_status codes; ENA
 DEFER, APPROVE, REJECT, DISCARD, ACCEPT, HOLD = 0, 1, 2, 3, 6, 7  # header_filter_rules actions
 IGN, HELDMSG, SUBSCRIPTION, UNSUBSCRIPTION = 0, 1, 2, 3  # request.pck record types
 REQUESTS_FILE_SCHEMA_VERSION = 1
-# Version.py DATA_FILE_VERSION of late 2.1 releases; MailList.Save() stores it as data_version.
+# Mailman 2.1.39 Version.py DATA_FILE_VERSION; MailList.Save() stores it as data_version.
 DATA_FILE_VERSION = 112
 
 DOMAIN = "lists.example.org"
@@ -169,7 +169,7 @@ class Py2Pickler:
             if id(cls) in self.memo:
                 self._get(self.memo[id(cls)])
             else:
-                self.out += b"c" + cls.__module__.encode("ascii") + b"\n" + cls.__name__.encode("ascii") + b"\n"
+                self.out += b"c%s\n%s\n" % (cls.__module__.encode("ascii"), cls.__name__.encode("ascii"))
                 self._put(cls)
             self.out += b"o"
             self._put(obj)
@@ -237,17 +237,20 @@ SPECIAL_LISTS: dict[str, SpecialList] = {
     for s in (
         SpecialList("kultur-de", "de", "iso-8859-1", (
             "latin-1 description and info (German)", "member real name as latin-1 str",
-            "custom msg_header, msg_footer, welcome_msg, goodbye_msg", "HTML entity for a character outside the charset",
+            "custom msg_header, msg_footer, welcome_msg, goodbye_msg",
+            "HTML entity for a character outside the charset",
             "public archive", "archive_volume_frequency 1 (monthly)",
         )),
         SpecialList("cuisine-fr", "fr", "iso-8859-1", (
             "latin-1 description and info (French)", "private archive", "archive_volume_frequency 0 (yearly)",
         )),
         SpecialList("charla-es", "es", "iso-8859-1", (
-            "latin-1 description and info (Spanish)", "public archive", "archive_volume_frequency 2 (quarterly)",
+            "latin-1 description and info (Spanish)", "public archive",
+            "archive_volume_frequency 2 (quarterly)",
         )),
         SpecialList("dyskusja-pl", "pl", "iso-8859-2", (
-            "iso-8859-2 description and info (Polish)", "private archive", "archive_volume_frequency 3 (weekly)",
+            "iso-8859-2 description and info (Polish)", "private archive",
+            "archive_volume_frequency 3 (weekly)",
         )),
         SpecialList("nihongo-ja", "ja", "euc-jp", (
             "euc-jp description and info (Japanese)", "public archive", "archive_volume_frequency 4 (daily)",
@@ -262,7 +265,8 @@ SPECIAL_LISTS: dict[str, SpecialList] = {
         SpecialList("roster-cases", "en", "us-ascii", (
             "regular members", "digest members (plain and MIME)",
             "nomail members for each reason (unknown, by user, by admin, by bounce)",
-            "each option bit (not-metoo, acknowledge, digest plain, conceal, no reminder, nonmatching topics, moderated, nodupes)",
+            "each option bit (not-metoo, acknowledge, digest plain, conceal, no reminder,"
+            " nonmatching topics, moderated, nodupes)",
             "case-preserved addresses", "bounce_info with _BounceInfo instances",
             "real names as Python 2 unicode", "several owners and moderators",
         )),
@@ -311,7 +315,8 @@ class _Roster:
         return len(self.members) + len(self.digest_members)
 
     def add(self, rng: random.Random, address: str, *, digest: bool = False, options: int = 0,
-            status: int | None = None, when: float = 0.0, real_name: Any = None, language: str | None = None) -> str:
+            status: int | None = None, when: float = 0.0, real_name: Any = None,
+            language: str | None = None) -> str:
         key = address.lower()
         # Rosters are keyed by the lowercased address; the value is 0, or the address as typed
         # when that differs in case.
@@ -458,7 +463,8 @@ _LANGUAGE_TEXT: dict[str, tuple[str, str, str]] = {
     "cuisine-fr": (
         "Cuisine-FR",
         "Recettes: crème brûlée, pâté, façon grand-mère",
-        "Liste de diffusion des gourmets.\nÉchanges de recettes, déjà testées à Noël, où qu'on soit.\n",
+        "Liste de diffusion des gourmets.\n"
+        "Échanges de recettes, déjà testées à Noël, où qu'on soit.\n",
     ),
     "charla-es": (
         "Charla-ES",
@@ -478,12 +484,14 @@ _LANGUAGE_TEXT: dict[str, tuple[str, str, str]] = {
     "novosti-ru": (
         "Novosti-RU",
         "Новости и обсуждения",
-        "Добро пожаловать в список рассылки.\nПишите по-русски, ёлки-палки!\n",
+        "Добро пожаловать в список рассылки.\n"
+        "Пишите по-русски, ёлки-палки!\n",
     ),
     "tieng-viet": (
         "Tieng-Viet",
         "Diễn đàn tiếng Việt",
-        "Chào mừng các bạn đến với diễn đàn.\nXin vui lòng viết bằng tiếng Việt có dấu.\n",
+        "Chào mừng các bạn đến với diễn đàn.\n"
+        "Xin vui lòng viết bằng tiếng Việt có dấu.\n",
     ),
     "debian-utf8-de": (
         "Debian-UTF8-DE",
@@ -516,7 +524,10 @@ def _language_list(rng: random.Random, spec: SpecialList, members: int, when: fl
         _texts(
             config, spec.charset,
             msg_header="Kulturverein Köln - Mitteilungen an alle Mitglieder\n",
-            msg_footer="-- \nKulturverein Köln e.V., Vorsitzende: Jürgen Weiß\n%(web_page_url)slistinfo/%(_internal_name)s\n",
+            msg_footer=(
+                "-- \nKulturverein Köln e.V., Vorsitzende: Jürgen Weiß\n"
+                "%(web_page_url)slistinfo/%(_internal_name)s\n"
+            ),
             welcome_msg="Herzlich willkommen! Bitte lesen Sie die Regeln über Höflichkeit.",
             goodbye_msg="Schade, dass Sie gehen. Auf Wiedersehen!",
             subject_prefix="[Kultur-DE] ",
@@ -563,7 +574,9 @@ def _roster_cases(rng: random.Random, spec: SpecialList, members: int, when: flo
     disabled.cookie = "6c3f2f1e0c9a4b7d8e5f"
     disabled.lastnotice = (2011, 3, 9)
     roster.bounce_info[bouncing] = disabled
-    roster.bounce_info["regular.member@example.com"] = _BounceInfo("regular.member@example.com", 1.0, (2011, 4, 1), 3)
+    # A member with a first bounce on record and delivery still on: the usual case.
+    bounced_once = "regular.member@example.com"
+    roster.bounce_info[bounced_once] = _BounceInfo(bounced_once, 1.0, (2011, 4, 1), 3)
     _fill(rng, roster, members)
     config.update(roster.attributes())
     return config, {"version": (IGN, REQUESTS_FILE_SCHEMA_VERSION)}
@@ -621,7 +634,9 @@ def _held_message(list_name: str, request_id: int, sender: str, subject: str, wh
     ).encode("ascii")
 
 
-def _held_requests(rng: random.Random, spec: SpecialList, members: int, when: float) -> tuple[dict, dict, dict]:
+def _held_requests(
+    rng: random.Random, spec: SpecialList, members: int, when: float
+) -> tuple[dict, dict, dict[str, bytes]]:
     config = _base_config(spec.name, language="en", charset=spec.charset, when=when)
     config["real_name"] = "Held-Requests"
     config["description"] = "A list with work waiting in the moderation queue"
@@ -634,7 +649,8 @@ def _held_requests(rng: random.Random, spec: SpecialList, members: int, when: fl
     day = 86400.0
     held = [
         (1, "stranger@example.net", "Buy cheap watches", "Post by non-member to a members-only list"),
-        (2, "leaver@example.com", "=?iso-8859-1?q?Gr=FC=DFe_aus_K=F6ln?=", "Message body is too big: 61234 bytes with a limit of 40 KB"),
+        (2, "leaver@example.com", "=?iso-8859-1?q?Gr=FC=DFe_aus_K=F6ln?=",
+         "Message body is too big: 61234 bytes with a limit of 40 KB"),
         (3, "someone@example.org", "Re: meeting", "Message has implicit destination"),
     ]
     db: dict[Any, Any] = {"version": (IGN, REQUESTS_FILE_SCHEMA_VERSION)}
@@ -646,7 +662,8 @@ def _held_requests(rng: random.Random, spec: SpecialList, members: int, when: fl
         db[request_id] = (HELDMSG, (received, sender, subject, reason, filename, metadata))
         files[filename] = _held_message(spec.name, request_id, sender, subject, received)
     db[4] = (SUBSCRIPTION, (when + 4 * day, "newbie@example.org", "New Bie", "s3cret", 0, "en"))
-    db[5] = (SUBSCRIPTION, (when + 5 * day, "Digest.Fan@Example.com", Unicode("Zoë Digest"), "pa55", 1, "de"))
+    fan_name = Unicode("Zoë Digest")
+    db[5] = (SUBSCRIPTION, (when + 5 * day, "Digest.Fan@Example.com", fan_name, "pa55", 1, "de"))
     db[6] = (UNSUBSCRIPTION, "leaver@example.com")
     config["next_request_id"] = 7
     return config, db, files
@@ -658,8 +675,9 @@ _FILLER_LANGUAGES = (("en", "us-ascii"), ("en", "us-ascii"), ("en", "us-ascii"),
 
 def _filler(rng: random.Random, name: str, members: int, when: float) -> tuple[dict, dict]:
     language, charset = rng.choice(_FILLER_LANGUAGES)
+    private, frequency = rng.choice((0, 0, 1)), rng.choice((1, 1, 1, 0, 2))
     config = _base_config(name, language=language, charset=charset, when=when,
-                          archive_private=rng.choice((0, 0, 1)), archive_volume_frequency=rng.choice((1, 1, 1, 0, 2)))
+                          archive_private=private, archive_volume_frequency=frequency)
     config["description"] = f"{name.replace('-', ' ').title()} discussion"
     config["info"] = "A general discussion list.\n"
     roster = _Roster(language)
@@ -718,12 +736,14 @@ def _write_list(var_dir: Path, name: str, config: dict[str, Any], requests: dict
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m migrate.lab.mailman2_seed",
-        description="Write a realistic Mailman 2.1 var dir (lists/*/config.pck, request.pck, data/heldmsg-*).",
+        description="Write a realistic Mailman 2.1 var dir: lists/*/config.pck, request.pck, data/heldmsg-*.",
     )
     parser.add_argument("var_dir", type=Path, help="the var dir to write into (created if missing)")
-    parser.add_argument("--lists", type=int, default=12, help="total number of lists (special lists are always written)")
+    parser.add_argument("--lists", type=int, default=12,
+                        help="total number of lists (the special lists are always written)")
     parser.add_argument("--members", type=int, default=40, help="members per list")
-    parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed writes the same bytes")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="random seed; the same seed writes the same bytes")
     args = parser.parse_args(argv)
     names = generate_tree(args.var_dir, lists=args.lists, members=args.members, seed=args.seed)
     for name in names:

@@ -23,9 +23,11 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+import pickletools
 import re
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from ..core.errors import MigrateError
 
@@ -171,7 +173,7 @@ class Mailman2Object:
     """Inert stand-in for an instance of a Mailman 2 class found in a pickle.
 
     It has no behaviour: the pickled state becomes attributes (text converted like the rest of
-    the pickle), and arguments a pickle passes to the class are kept in `pickled_args`.
+    the pickle), and arguments a pickle passes to the class, if any, are kept in `pickled_args`.
     """
 
     legacy_class = "Mailman"
@@ -234,12 +236,45 @@ class _Mailman2Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not used by Mailman 2")
 
 
+# How pickletools.genops says the stream ended in the middle of the pickle.
+_RAN_OUT_OF_DATA = ("exhausted", "not enough data", "remain", "no newline found")
+
+def _truncated(what: str) -> str:
+    return f"{what} is truncated (the pickle ends before its STOP opcode)"
+
+
+# Opcodes that store into the unpickler's memo at the index they carry.
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def _check_opcodes(data: bytes, *, list_name: str, what: str) -> None:
+    """Walk the opcode stream without running it, so damage is found before unpickling.
+
+    The C unpickler sizes its memo by the index a PUT carries: one damaged byte can make it
+    allocate gigabytes. A real pickle never stores more memo entries than it has bytes.
+    """
+    try:
+        with warnings.catch_warnings():
+            # genops decodes protocol-0 strings with escape_decode, which warns about the stray
+            # backslashes damaged data is full of; the damage is reported below instead.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for opcode, arg, position in pickletools.genops(data):
+                if opcode.name in _MEMO_PUTS and not 0 <= int(arg) <= len(data):
+                    problem = f"{what} is damaged: memo index {arg} at byte {position}"
+                    raise Mailman2DataError(list_name, problem)
+    except ValueError as exc:
+        if any(sign in str(exc) for sign in _RAN_OUT_OF_DATA):
+            raise Mailman2DataError(list_name, _truncated(what)) from None
+        raise Mailman2DataError(list_name, f"{what} is not a readable pickle ({exc})") from None
+
+
 def _unpickle(data: bytes, *, list_name: str, what: str) -> Any:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{what} must be given as bytes, not {type(data).__name__}")
     data = bytes(data)
     if not data:
         raise Mailman2DataError(list_name, f"{what} is empty")
+    _check_opcodes(data, list_name=list_name, what=what)
     stream = io.BytesIO(data)
     try:
         obj = _Mailman2Unpickler(stream).load()
@@ -252,9 +287,10 @@ def _unpickle(data: bytes, *, list_name: str, what: str) -> Any:
     except RecursionError:
         raise Mailman2DataError(list_name, f"{what} is nested too deeply to be a Mailman 2 file") from None
     except EOFError:
-        raise Mailman2DataError(list_name, f"{what} is truncated (the pickle ends before its STOP opcode)") from None
+        raise Mailman2DataError(list_name, _truncated(what)) from None
     except Exception as exc:  # a damaged pickle can fail with almost any exception type
-        raise Mailman2DataError(list_name, f"{what} is not a readable pickle ({type(exc).__name__}: {exc})") from exc
+        problem = f"{what} is not a readable pickle ({type(exc).__name__}: {exc})"
+        raise Mailman2DataError(list_name, problem) from exc
     trailing = len(data) - stream.tell()
     if trailing:
         # Mailman writes the pickle and nothing else; extra bytes mean two writes got mixed up.
@@ -292,7 +328,8 @@ def _as_text(obj: Any, memo: dict[int, Any]) -> Any:
     if isinstance(obj, Mailman2Object):
         memo[key] = obj
         attributes = obj.__dict__
-        attributes["pickled_args"] = _as_text(attributes.get("pickled_args", ()), memo)
+        if "pickled_args" in attributes:
+            attributes["pickled_args"] = _as_text(attributes["pickled_args"], memo)
         if "pickled_state" in attributes:
             state = _as_text(attributes.pop("pickled_state"), memo)
             if isinstance(state, dict) and all(isinstance(k, str) for k in state):
@@ -322,7 +359,7 @@ def load_config(data: bytes, *, list_name: str) -> dict[str, Any]:
 
 
 def charset_for(language: str) -> str | None:
-    """The charset Mailman 2.1.39 used for a language code, or None for a code it does not know."""
+    """The charset Mailman 2.1 used for a language code (2.1.39's, else an early 2.1 one), or None."""
     return LANGUAGE_CHARSETS.get(language) or EARLIER_CHARSETS.get(language)
 
 
@@ -347,7 +384,9 @@ class Problem:
     """Something that did not convert cleanly: where, what kind, and what happened."""
 
     where: str  # e.g. "description", "members[bob@example.org]", "ban_list[2]"
-    kind: str  # "converted" (changed to fit), "lossy" (information lost), "invalid", "missing", "inconsistent"
+    # "converted" (changed to fit), "lossy" (information may be lost), "dropped" (left out),
+    # "invalid" (kept but unusable as is), "missing", "inconsistent" (contradicts other data)
+    kind: str
     detail: str
 
 
@@ -371,7 +410,7 @@ def _decode_field(value: Any, *, charset: str, language: str, where: str, proble
         return value
     if raw.isascii():
         return raw.decode("ascii")
-    # Debian's 2.1.16+ packages switched every language to UTF-8, so a de/fr/ru list there holds
+    # Debian's 2.1.16+ packages moved most languages to UTF-8, so a de/fr/ru list there holds
     # UTF-8 bytes while its language still names a single-byte charset. Multi-byte UTF-8 sequences
     # almost never form in real single-byte text, so valid UTF-8 wins here.
     if charset != "utf-8" and _single_byte(charset):
@@ -380,7 +419,8 @@ def _decode_field(value: Any, *, charset: str, language: str, where: str, proble
         except UnicodeDecodeError:
             pass
         else:
-            problems.append(Problem(where, "converted", f"bytes are UTF-8 although the list charset is {charset}; decoded as UTF-8"))
+            detail = f"bytes are UTF-8 although the list charset is {charset}; decoded as UTF-8"
+            problems.append(Problem(where, "converted", detail))
             return text
     try:
         return raw.decode(charset)
@@ -396,7 +436,7 @@ def _decode_field(value: Any, *, charset: str, language: str, where: str, proble
         problems.append(Problem(where, "converted", f"not valid {charset}; decoded as {fallback}"))
         return text
     problems.append(
-        Problem(where, "lossy", f"not valid {charset} nor UTF-8; decoded as latin-1, the characters may be wrong")
+        Problem(where, "lossy", f"not valid {charset} nor UTF-8; decoded as latin-1, characters may be wrong")
     )
     return raw.decode("latin-1")
 
@@ -524,20 +564,28 @@ class _Reader:
     def __init__(self, config: Mapping[str, Any], *, charset: str, language: str):
         self.config, self.charset, self.language = config, charset, language
         self.problems: list[Problem] = []
+        self.mappings: dict[str, Mapping[Any, Any]] = {}
+
+    def report(self, where: str, kind: str, detail: str) -> None:
+        self.problems.append(Problem(where, kind, detail))
 
     def text(self, key: str) -> str:
         """The decoded text of config[key]."""
         return self.decode(self.config.get(key), key)
 
     def decode(self, value: Any, where: str) -> str:
-        return _decode_field(value, charset=self.charset, language=self.language, where=where, problems=self.problems)
+        return _decode_field(
+            value, charset=self.charset, language=self.language, where=where, problems=self.problems
+        )
 
     def mapping(self, key: str) -> Mapping[Any, Any]:
-        value = self.config.get(key, {})
-        if isinstance(value, Mapping):
-            return value
-        self.problems.append(Problem(key, "invalid", f"expected a dict, found {type(value).__name__}; ignored"))
-        return {}
+        if key not in self.mappings:
+            value = self.config.get(key, {})
+            if not isinstance(value, Mapping):
+                self.report(key, "invalid", f"expected a dict, found {type(value).__name__}; ignored")
+                value = {}
+            self.mappings[key] = value
+        return self.mappings[key]
 
     def sequence(self, key: str) -> list[Any]:
         value = self.config.get(key, [])
@@ -546,7 +594,7 @@ class _Reader:
         if isinstance(value, str):
             # A few 2.0-era lists stored these as newline-separated text.
             return [line for line in value.splitlines() if line.strip()]
-        self.problems.append(Problem(key, "invalid", f"expected a list, found {type(value).__name__}; ignored"))
+        self.report(key, "invalid", f"expected a list, found {type(value).__name__}; ignored")
         return []
 
     def integer(self, key: str, default: int) -> int:
@@ -555,14 +603,14 @@ class _Reader:
             return int(value)
         if isinstance(value, int):
             return value
-        self.problems.append(Problem(key, "invalid", f"expected a number, found {value!r}; using {default}"))
+        self.report(key, "invalid", f"expected a number, found {value!r}; using {default}")
         return default
 
     def named(self, key: str, table: Mapping[int, str], default: int) -> str:
         number = self.integer(key, default)
         if number in table:
             return table[number]
-        self.problems.append(Problem(key, "invalid", f"unknown value {number}; using {table[default]}"))
+        self.report(key, "invalid", f"unknown value {number}; using {table[default]}")
         return table[default]
 
     def addresses(self, key: str) -> tuple[str, ...]:
@@ -576,7 +624,7 @@ class _Reader:
                 continue
             pattern = _pattern(text)
             if not pattern.valid:
-                self.problems.append(Problem(f"{key}[{i}]", "invalid", f"regular expression {text!r} does not compile"))
+                self.report(f"{key}[{i}]", "invalid", f"regular expression {text!r} does not compile")
             found.append(pattern)
         return tuple(found)
 
@@ -587,94 +635,84 @@ class _Reader:
             # Mailman 2.1 stores (patterns, action, empty): newline-separated regexps, an action
             # number, and a flag the GUI uses for a blank row.
             if not (isinstance(rule, (tuple, list)) and len(rule) >= 2):
-                self.problems.append(Problem(where, "invalid", f"expected (patterns, action, empty), found {rule!r}"))
+                self.report(where, "invalid", f"expected (patterns, action, empty), found {rule!r}")
                 continue
             lines = tuple(line.strip() for line in self.decode(rule[0], where).splitlines())
             lines = tuple(line for line in lines if line)
             action = FILTER_ACTIONS.get(rule[1]) if isinstance(rule[1], int) else None
             if action is None:
-                self.problems.append(Problem(where, "invalid", f"unknown action {rule[1]!r}; rule kept with action 'unknown'"))
+                self.report(where, "invalid", f"unknown action {rule[1]!r}; rule kept with action 'unknown'")
                 action = "unknown"
             for line in lines:
                 try:
                     re.compile(line, re.IGNORECASE)
                 except re.error:
-                    self.problems.append(Problem(where, "invalid", f"regular expression {line!r} does not compile"))
+                    self.report(where, "invalid", f"regular expression {line!r} does not compile")
             filters.append(HeaderFilter(lines, action))
         return tuple(filters)
 
     def subscribers(self) -> tuple[Subscriber, ...]:
         regular = self.mapping("members")
         digest = self.mapping("digest_members")
-        options = self.mapping("user_options")
-        status = self.mapping("delivery_status")
-        names = self.mapping("usernames")
-        languages = self.mapping("language")
-        bounces = self.mapping("bounce_info")
         both = set(regular) & set(digest)
         for key in sorted(both, key=str):
-            self.problems.append(
-                Problem(f"members[{key}]", "inconsistent", "listed as regular and digest member; kept as digest member")
-            )
-        result = []
-        rosters = [(key, value, False) for key, value in regular.items() if key not in both]
-        rosters += [(key, value, True) for key, value in digest.items()]
-        for key, value, is_digest in rosters:
-            roster = "digest_members" if is_digest else "members"
-            key_text = self.decode(key, f"{roster}[{key!r}]")
-            # The roster key is the lowercased address; the value is 0 when the member typed it
-            # in lower case and the case-preserved address otherwise.
-            if isinstance(value, str) and value:
-                address = self.decode(value, f"{roster}[{key_text}]")
-                if address.lower() != key_text:
-                    self.problems.append(Problem(f"{roster}[{key_text}]", "inconsistent", f"case-preserved address {address!r} differs from key"))
-            else:
-                address = key_text
-            where = f"{roster}[{key_text}]"
-            bits = options.get(key, 0)
-            if not isinstance(bits, int):
-                self.problems.append(Problem(where, "invalid", f"user_options {bits!r} is not a number; using 0"))
-                bits = 0
-            names_set, unknown = _options(bits)
-            if unknown:
-                self.problems.append(Problem(where, "dropped", f"unknown option bits {unknown:#x}"))
-            if "digest_plain" in names_set and not is_digest:
-                self.problems.append(Problem(where, "inconsistent", "plain-digest bit set on a regular member; it has no effect there"))
-            delivery, disabled_at = "enabled", None
-            if key in status:
-                entry = status[key]
-                code = entry[0] if isinstance(entry, (tuple, list)) and entry else entry
-                if isinstance(entry, (tuple, list)) and len(entry) > 1 and isinstance(entry[1], (int, float)):
-                    disabled_at = float(entry[1])
-                if code in DELIVERY_STATUS:
-                    delivery = DELIVERY_STATUS[code]
-                else:
-                    self.problems.append(Problem(where, "invalid", f"unknown delivery status {entry!r}; treated as 'unknown'"))
-                    delivery = "unknown"
-            bounce = bounces.get(key)
-            score = getattr(bounce, "score", None)
-            language = languages.get(key) or self.language
-            result.append(
-                Subscriber(
-                    address=address,
-                    digest=is_digest,
-                    digest_format=("plain" if "digest_plain" in names_set else "mime") if is_digest else None,
-                    options=names_set,
-                    option_bits=bits,
-                    delivery=delivery,
-                    disabled_at=disabled_at,
-                    real_name=self.decode(names.get(key), f"usernames[{key_text}]"),
-                    language=str(language),
-                    bounce_score=float(score) if isinstance(score, (int, float)) else None,
-                )
-            )
-        members = {s.key for s in result}
+            self.report(f"members[{key}]", "inconsistent", "regular and digest member; kept as digest member")
+        entries = [(key, value, False) for key, value in regular.items() if key not in both]
+        entries += [(key, value, True) for key, value in digest.items()]
+        result = [self.subscriber(key, value, is_digest) for key, value, is_digest in entries]
+        keys = {s.key for s in result}
         for table in ("delivery_status", "user_options", "bounce_info"):
-            strays = sorted(str(k) for k in self.mapping(table) if k not in regular and k not in digest and str(k).lower() not in members)
-            for stray in strays:
-                self.problems.append(Problem(f"{table}[{stray}]", "dropped", "entry for an address that is not a member"))
+            for stray in sorted(str(k) for k in self.mapping(table) if str(k).lower() not in keys):
+                self.report(f"{table}[{stray}]", "dropped", "entry for an address that is not a member")
         result.sort(key=lambda s: (s.digest, s.key))
         return tuple(result)
+
+    def subscriber(self, key: Any, value: Any, is_digest: bool) -> Subscriber:
+        roster = "digest_members" if is_digest else "members"
+        key_text = self.decode(key, f"{roster}[{key!r}]")
+        where = f"{roster}[{key_text}]"
+        # The roster key is the lowercased address; the value is 0 when the member typed it in
+        # lower case and the case-preserved address otherwise.
+        address = key_text
+        if isinstance(value, str) and value:
+            address = self.decode(value, where)
+            if address.lower() != key_text:
+                self.report(where, "inconsistent", f"case-preserved address {address!r} differs from the key")
+        bits = self.mapping("user_options").get(key, 0)
+        if not isinstance(bits, int):
+            self.report(where, "invalid", f"user_options {bits!r} is not a number; using 0")
+            bits = 0
+        options, unknown = _options(bits)
+        if unknown:
+            self.report(where, "dropped", f"unknown option bits {unknown:#x}")
+        if "digest_plain" in options and not is_digest:
+            self.report(where, "inconsistent", "plain-digest bit on a regular member, where it has no effect")
+        delivery, disabled_at = "enabled", None
+        status = self.mapping("delivery_status")
+        if key in status:
+            entry = status[key]
+            code = entry[0] if isinstance(entry, (tuple, list)) and entry else entry
+            if isinstance(entry, (tuple, list)) and len(entry) > 1 and isinstance(entry[1], (int, float)):
+                disabled_at = float(entry[1])
+            if isinstance(code, int) and code in DELIVERY_STATUS:
+                delivery = DELIVERY_STATUS[code]
+            else:
+                delivery = "unknown"
+                self.report(where, "invalid", f"unknown delivery status {entry!r}; treated as 'unknown'")
+        score = getattr(self.mapping("bounce_info").get(key), "score", None)
+        language = self.mapping("language").get(key) or self.language
+        return Subscriber(
+            address=address,
+            digest=is_digest,
+            digest_format=("plain" if "digest_plain" in options else "mime") if is_digest else None,
+            options=options,
+            option_bits=bits,
+            delivery=delivery,
+            disabled_at=disabled_at,
+            real_name=self.decode(self.mapping("usernames").get(key), f"usernames[{key_text}]"),
+            language=str(language),
+            bounce_score=float(score) if isinstance(score, (int, float)) else None,
+        )
 
 
 def summarize_config(config: Mapping[str, Any], *, list_name: str, charset: str | None = None) -> ListSummary:
@@ -685,27 +723,26 @@ def summarize_config(config: Mapping[str, Any], *, list_name: str, charset: str 
     """
     language = config.get("preferred_language")
     language = str(language) if isinstance(language, str) and language else "en"
-    problems: list[Problem] = []
-    for key in EXPECTED_KEYS:
-        if key not in config:
-            problems.append(Problem(key, "missing", "not in config.pck"))
     if charset is None:
         charset = charset_for(language)
-        if charset is None:
-            problems.append(Problem("preferred_language", "converted", f"unknown language {language!r}; assuming utf-8 text"))
-            charset = "utf-8"
+        unknown_language = charset is None
+        charset = charset or "utf-8"
     else:
         codecs.lookup(charset)
+        unknown_language = False
     read = _Reader(config, charset=charset, language=language)
-    read.problems.extend(problems)
+    for key in EXPECTED_KEYS:
+        if key not in config:
+            read.report(key, "missing", "not in config.pck")
+    if unknown_language:
+        read.report("preferred_language", "converted", f"unknown language {language!r}; assuming UTF-8 text")
     internal = config.get("_internal_name")
     if isinstance(internal, str) and internal and internal != list_name:
-        read.problems.append(Problem("_internal_name", "inconsistent", f"config names the list {internal!r}, its directory {list_name!r}"))
-    nonmembers = {action: read.patterns(key) for key, action in NONMEMBER_ACTIONS.items()}
+        read.report("_internal_name", "inconsistent", f"config names the list {internal!r}")
     frequency = read.integer("archive_volume_frequency", 1)
     if frequency not in ARCHIVE_VOLUME_FREQUENCIES:
-        read.problems.append(Problem("archive_volume_frequency", "invalid", f"unknown value {frequency}"))
-    summary = ListSummary(
+        read.report("archive_volume_frequency", "invalid", f"unknown value {frequency}")
+    return ListSummary(
         name=list_name,
         real_name=read.text("real_name"),
         host_name=read.text("host_name"),
@@ -721,7 +758,7 @@ def summarize_config(config: Mapping[str, Any], *, list_name: str, charset: str 
         subscribers=read.subscribers(),
         owners=read.addresses("owner"),
         moderators=read.addresses("moderator"),
-        nonmembers=nonmembers,
+        nonmembers={action: read.patterns(key) for key, action in NONMEMBER_ACTIONS.items()},
         bans=read.patterns("ban_list"),
         header_filters=read.header_filters(),
         generic_nonmember_action=read.named("generic_nonmember_action", GENERIC_NONMEMBER_ACTIONS, 1),
@@ -731,12 +768,8 @@ def summarize_config(config: Mapping[str, Any], *, list_name: str, charset: str 
         archive_private=bool(read.integer("archive_private", 0)),
         archive_volume_frequency=frequency,
         emergency=bool(read.integer("emergency", 0)),
+        problems=tuple(read.problems),
     )
-    return _with_problems(summary, read.problems)
-
-
-def _with_problems(summary: ListSummary, problems: Iterable[Problem]) -> ListSummary:
-    return ListSummary(**{**summary.__dict__, "problems": tuple(problems)})
 
 
 def read_list(data: bytes, *, list_name: str, charset: str | None = None) -> ListSummary:

@@ -40,6 +40,25 @@ def down(c, component=None, inventory=None):
     _show(_call(components.status_all, component, inventory), json_mode=False, must_run=False)
 
 
+@task(help={
+    "lists": "number of lists (the special cases are always included)",
+    "members": "members per list",
+    "seed": "random seed: the same seed gives the same tree",
+    "keep_mailman3": "do not empty the lab's Mailman 3 (lists, domains and users)",
+})
+def seed(c, lists=12, members=40, seed=1, keep_mailman3=False):
+    """Write a fresh Mailman 2 tree on the lab's legacy host and empty the lab's Mailman 3."""
+    from ..lab.seeding import mailman2_var_dir, seed as seed_lab
+
+    try:
+        names = seed_lab(lists=int(lists), members=int(members), seed=int(seed),
+                         empty_mailman3=not keep_mailman3)
+    except MigrateError as exc:
+        raise Exit(str(exc), code=1) from exc
+    Reporter().ok(f"{len(names)} Mailman 2 lists written to {mailman2_var_dir()}"
+                  + ("" if keep_mailman3 else "; the lab's Mailman 3 is empty"))
+
+
 def _call(function, names, inventory):
     """Run a library call; its errors become a one-line message and exit code 1, no traceback."""
     try:
@@ -61,4 +80,4 @@ def _show(statuses: list[ServiceStatus], *, json_mode: bool, must_run: bool) -> 
         raise Exit(f"not running: {', '.join(not_running)}", code=1)
 
 
-ns = Collection("lab", up, status, down)
+ns = Collection("lab", up, status, down, seed)

@@ -1,0 +1,109 @@
+"""What the legacy Mailman 2 tree holds, read over SSH/SFTP (the legacy host needs no Python)."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import asdict, dataclass, field
+
+from ..core.errors import MigrateError
+from . import mm2
+from .mm3 import KIND, list_names
+from .steps import LIST_NAME, legacy_host, lists_host
+
+# One remote command lists every list folder with its archive mbox's size and message count, so
+# the survey costs one round trip plus one file read per list. Values come in as arguments.
+_ARCHIVE_STATS = r'''
+cd "$1" || exit 3
+for d in lists/*/; do
+  [ -d "$d" ] || continue
+  n=${d#lists/}; n=${n%/}
+  m="archives/private/$n.mbox/$n.mbox"
+  if [ -f "$m" ]; then s=$(stat -c %s "$m"); c=$(grep -c '^From ' "$m"); else s=0; c=0; fi
+  printf '%s\t%s\t%s\n' "$n" "$s" "$c"
+done
+'''
+
+
+@dataclass
+class ListSurvey:
+    name: str
+    fqdn: str = ""
+    members: int = 0
+    digest: int = 0
+    nomail: int = 0
+    owners: int = 0
+    moderators: int = 0
+    nonmembers: int = 0
+    bans: int = 0
+    held: int = 0
+    pending: int = 0
+    charset: str = ""
+    archive_policy: str = ""
+    archive_bytes: int = 0
+    archive_messages: int = 0
+    on_mailman3: bool = False
+    error: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def list_folders(executor, inventory) -> dict[str, tuple[int, int]]:
+    """List names with (archive bytes, archive messages) from the Mailman 2 host."""
+    host = legacy_host(inventory)
+    result = executor.read(host.name, ["sh", "-c", _ARCHIVE_STATS, "sh", host.var("mailman2_var_dir")])
+    if result.exited == 3:
+        raise MigrateError(f"{host.name}: Mailman 2 folder {host.var('mailman2_var_dir')} does not exist")
+    result.check()
+    folders = {}
+    for line in result.stdout.splitlines():
+        name, size, count = line.split("\t")
+        folders[name] = (int(size), int(count))
+    return folders
+
+
+def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurvey]:
+    host = legacy_host(inventory)
+    folders = list_folders(executor, inventory)
+    try:
+        on_mm3 = list_names(executor.service(KIND, lists_host(inventory).name))
+    except MigrateError:
+        on_mm3 = None
+    rows = []
+    for name in names or sorted(folders):
+        row = ListSurvey(name)
+        rows.append(row)
+        if name not in folders:
+            row.error = "no such list folder on Mailman 2"
+            continue
+        row.archive_bytes, row.archive_messages = folders[name]
+        if not LIST_NAME.match(name):
+            row.error = "not a valid Mailman 2 list name"
+            continue
+        base = posixpath.join(host.var("mailman2_var_dir"), "lists", name)
+        try:
+            data = executor.read_file(host.name, f"{base}/config.pck")
+            if data is None:
+                raise mm2.Mailman2DataError(name, "config.pck is missing")
+            summary = mm2.read_list(data, list_name=name)
+            requests_data = executor.read_file(host.name, f"{base}/request.pck")
+            requests = mm2.load_requests(requests_data, list_name=name) if requests_data else None
+        except MigrateError as exc:
+            row.error = str(exc)
+            continue
+        row.fqdn = f"{name}@{summary.host_name}"
+        row.members = len(summary.members) + len(summary.digest_members)
+        row.digest = len(summary.digest_members)
+        row.nomail = len(summary.nomail)
+        row.owners, row.moderators = len(summary.owners), len(summary.moderators)
+        row.nonmembers = sum(len(v) for v in summary.nonmembers.values())
+        row.bans = len(summary.bans)
+        row.charset = summary.charset
+        row.archive_policy = ("none" if not summary.archive else "private" if summary.archive_private else "public")
+        row.problems = [str(p) for p in summary.problems]
+        if requests is not None:
+            row.held = len(requests.held_messages)
+            row.pending = len(requests.subscriptions) + len(requests.unsubscriptions)
+        row.on_mailman3 = bool(on_mm3) and row.fqdn in on_mm3
+    return rows
