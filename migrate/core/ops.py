@@ -48,6 +48,11 @@ class Operation:
     def inverse(self, pre_state: Any) -> "Operation | None":
         return None
 
+    def state_key(self) -> tuple:
+        """What this operation's capture reads: operations sharing a key change the same thing,
+        and only the earliest one's pre-state is the state before the run."""
+        return (type(self).__name__, self.host, repr(sorted(self.to_dict().items())))
+
     def diff(self, pre_state: Any) -> str | None:
         """What would change, for dry-run output (optional)."""
         return None
@@ -160,6 +165,9 @@ class WriteFile(Operation):
             return WriteFile(self.host, self.path, pre_state["content"], pre_state.get("mode") or 0o644)
         return RemoveFile(self.host, self.path)
 
+    def state_key(self) -> tuple:
+        return ("file", self.host, self.path)
+
     def diff(self, pre_state):
         if not pre_state or not pre_state.get("exists"):
             return "new file"
@@ -177,6 +185,9 @@ class RemoveFile(Operation):
 
     def describe(self) -> str:
         return f"remove {self.path}"
+
+    def state_key(self) -> tuple:
+        return ("file", self.host, self.path)
 
     def capture(self, reader):
         old = reader.read_file(self.host, self.path)

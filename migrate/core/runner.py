@@ -92,7 +92,7 @@ class Runner:
         try:
             journal.append("run_start", run_id=run_id, operator=lock.info.operator, reason=self.reason,
                            inventory=str(self.inventory.path), inventory_sha256=self.inventory.sha256,
-                           dry_run=self.dry_run, argv=self.argv,
+                           dry_run=self.dry_run, keep_going=self.keep_going, argv=self.argv,
                            steps=[{"ref": s.ref(), "id": s.id, "title": s.describe(),
                                    "params": s.params_dict()} for s in steps])
             self.reporter.info(f"run {run_id}" + (" (dry run: nothing will be changed)" if self.dry_run else ""))
@@ -356,6 +356,8 @@ class Runner:
                 self.reporter.error(str(exc))
                 return Outcome(state.run_id, "locked", ExitCode.LOCKED, str(exc))
         journal = self.state.open_journal(state.run_id)
+        # A resumed or rolled-back run keeps the mode it was started with.
+        self.keep_going = bool(state.header.get("keep_going", self.keep_going))
         log = RunLog(journal.run_dir / "run.log")
         connections = Connections(self.inventory)
         executor = Executor(connections, dry_run=self.dry_run, log=log)

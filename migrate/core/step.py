@@ -133,7 +133,10 @@ class Step:
     def verify_rolled_back(self, ctx: StepContext, pre_states: list[tuple[Operation, Any]]) -> Verification:
         """After a rollback, each changed thing must read back as its captured pre-state."""
         result = Verification(self.id)
-        for op, pre in pre_states:
+        earliest: dict[tuple, tuple[Operation, Any]] = {}
+        for op, pre in pre_states:  # in the order they were applied
+            earliest.setdefault(op.state_key(), (op, pre))
+        for op, pre in earliest.values():
             now = op.capture(ctx.executor)
             result.add(f"restored: {op.describe()}", _summary(pre), _summary(now))
         return result

@@ -301,6 +301,17 @@ class SSHTransport:
             local_port = probe.getsockname()[1]
         with self.connect().forward_local(local_port, remote_port=remote_port,
                                           remote_host=remote_host, local_host="127.0.0.1"):
+            # Fabric binds the listening socket in a thread it has only just started.
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", local_port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TransportError(f"{self._label}: port forward to {remote_host}:{remote_port} "
+                                             "did not start") from None
+                    time.sleep(0.01)
             yield local_port
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.error import HTTPError
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..core.errors import MigrateError, TransportError
 from ..core.ops import Operation, register
@@ -219,6 +219,9 @@ class CreateDomain(Operation):
     def describe(self) -> str:
         return f"create Mailman 3 domain {self.mail_host}"
 
+    def state_key(self) -> tuple:
+        return ("mailman3-domain", self.host, self.mail_host)
+
     def capture(self, reader):
         return {"existed": domain_exists(_reader(reader, self.host), self.mail_host)}
 
@@ -244,6 +247,9 @@ class DeleteDomain(Operation):
     def describe(self) -> str:
         return f"delete Mailman 3 domain {self.mail_host} (and any list in it)"
 
+    def state_key(self) -> tuple:
+        return ("mailman3-domain", self.host, self.mail_host)
+
     def perform(self, effects):
         client = _service(effects, self.host).client
         if domain_exists(client, self.mail_host):
@@ -261,6 +267,10 @@ class CreateList(Operation):
 
     def describe(self) -> str:
         return f"create list {self.fqdn_listname}"
+
+    def state_key(self) -> tuple:
+        # Everything about one list: once a run created it, its removal is the whole story.
+        return ("mailman3-list", self.host, self.fqdn_listname)
 
     def capture(self, reader):
         return {"existed": get_list(_reader(reader, self.host), self.fqdn_listname) is not None}
@@ -288,6 +298,10 @@ class DeleteList(Operation):
         extra = f", then forget {len(self.forget_addresses)} address(es) it brought" if self.forget_addresses else ""
         return f"delete list {self.fqdn_listname}{extra}"
 
+    def state_key(self) -> tuple:
+        # Everything about one list: once a run created it, its removal is the whole story.
+        return ("mailman3-list", self.host, self.fqdn_listname)
+
     def perform(self, effects):
         client = _service(effects, self.host).client
         mlist = get_list(client, self.fqdn_listname)
@@ -306,15 +320,16 @@ def forget_unused_addresses(client, addresses: list[str]) -> int:
             if _status(exc) == 404:
                 continue
             raise
-        in_use = False
-        for address in user.addresses:
-            if client.find_members(str(address.email)):
-                in_use = True
-                break
-        if not in_use:
+        if not any(_has_memberships(client, str(address.email)) for address in user.addresses):
             user.delete()
             removed += 1
     return removed
+
+
+def _has_memberships(client, email: str) -> bool:
+    # mailmanclient has no accessor for an address's memberships; the REST resource is plain.
+    _, content = client._connection.call(f"addresses/{quote(email, safe='@')}/memberships")
+    return bool((content or {}).get("total_size"))
 
 
 @register
@@ -325,6 +340,10 @@ class SetListSettings(Operation):
 
     def describe(self) -> str:
         return f"set {', '.join(sorted(self.values))} of {self.fqdn_listname}"
+
+    def state_key(self) -> tuple:
+        # Everything about one list: once a run created it, its removal is the whole story.
+        return ("mailman3-list", self.host, self.fqdn_listname)
 
     def capture(self, reader):
         mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
@@ -379,6 +398,9 @@ class Subscribe(Operation):
                   if v and v not in ("regular", "enabled")]
         return f"add {self.address} as {self.role} of {self.fqdn_listname}" + (f" ({', '.join(extras)})" if extras else "")
 
+    def state_key(self) -> tuple:
+        return ("mailman3-member", self.host, self.fqdn_listname, self.role, self.address.lower())
+
     def capture(self, reader):
         mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
         return {"membership": _member_state(mlist, self.role, self.address) if mlist else None}
@@ -418,6 +440,9 @@ class Unsubscribe(Operation):
     def describe(self) -> str:
         return f"remove {self.address} as {self.role} of {self.fqdn_listname}"
 
+    def state_key(self) -> tuple:
+        return ("mailman3-member", self.host, self.fqdn_listname, self.role, self.address.lower())
+
     def capture(self, reader):
         mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
         return {"membership": _member_state(mlist, self.role, self.address) if mlist else None}
@@ -450,6 +475,9 @@ class SetMember(Operation):
     def describe(self) -> str:
         changes = ", ".join(f"{k}={v}" for k, v in sorted(self.values.items()))
         return f"set {changes} for {self.address} ({self.role}) of {self.fqdn_listname}"
+
+    def state_key(self) -> tuple:
+        return ("mailman3-member", self.host, self.fqdn_listname, self.role, self.address.lower())
 
     def capture(self, reader):
         mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
@@ -492,6 +520,9 @@ class Ban(Operation):
     def describe(self) -> str:
         return f"ban {self.pattern} on {self.fqdn_listname}"
 
+    def state_key(self) -> tuple:
+        return ("mailman3-ban", self.host, self.fqdn_listname, self.pattern)
+
     def capture(self, reader):
         mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
         return {"banned": bool(mlist) and self.pattern in {str(b.email) for b in mlist.bans}}
@@ -513,6 +544,9 @@ class Unban(Operation):
 
     def describe(self) -> str:
         return f"lift the ban of {self.pattern} on {self.fqdn_listname}"
+
+    def state_key(self) -> tuple:
+        return ("mailman3-ban", self.host, self.fqdn_listname, self.pattern)
 
     def capture(self, reader):
         mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
@@ -546,6 +580,10 @@ class Import21(Operation):
 
     def describe(self) -> str:
         return f"mailman import21 -c {self.charset} {self.fqdn_listname} {self.pickle_path}"
+
+    def state_key(self) -> tuple:
+        # Everything about one list: once a run created it, its removal is the whole story.
+        return ("mailman3-list", self.host, self.fqdn_listname)
 
     def perform(self, effects):
         return effects.run(self.host, [*self.mailman_command, "import21", "-c", self.charset,

@@ -1,0 +1,199 @@
+"""Write values read from a Mailman 2 pickle back as a pickle of the same Python 2 shape.
+
+Mailman 3's `import21` reads config.pck with `pickle.load(fp, encoding=CHARSET, errors='ignore')`
+(mailman/commands/cli_import.py), which decodes every Python 2 byte string with the charset given
+on its command line. A cleaned copy of config.pck must therefore keep Python 2's two kinds of text
+apart, which Python 3's pickle cannot do (it writes every str as unicode):
+
+- a plain `str` as `mm2.load_config` returns it is the latin-1 decoding of a Python 2 byte string,
+  so it is written as that byte string again (SHORT_BINSTRING / BINSTRING with the original bytes);
+  `bytes` are written the same way;
+- `mm2.Py2Unicode` was a Python 2 `unicode` object and is written as one (BINUNICODE, UTF-8);
+- `mm2.Mailman2Object` stand-ins are written as the old-style instances Mailman 2 pickled
+  (the class by its Mailman 2 name, then the instance state).
+
+Protocol 2 is used throughout: Python 2.3+ reads it, and every opcode here is one Python 2's own
+pickler would have written for the same value.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from .mm2 import Mailman2Object, Py2Unicode
+
+PROTOCOL = 2
+
+# Python 2's pickle.py writes list items and dict entries in batches of this many (_BATCHSIZE).
+_BATCH = 1000
+
+
+class Py2PickleError(TypeError):
+    """A value has no Python 2 pickle form (or would not read back as the same value)."""
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.memo: dict[int, int] = {}
+        # memo is keyed by id(): holding the objects keeps their ids from being reused mid-write.
+        self.keep: list[Any] = []
+
+    def dump(self, obj: Any) -> bytes:
+        self.out += b"\x80" + bytes([PROTOCOL])  # PROTO 2
+        self.save(obj)
+        self.out += b"."  # STOP
+        return bytes(self.out)
+
+    def memoize(self, obj: Any) -> None:
+        index = len(self.memo)
+        self.memo[id(obj)] = index
+        self.keep.append(obj)
+        self.out += b"q" + bytes([index]) if index < 256 else b"r" + struct.pack("<I", index)  # BINPUT / LONG_BINPUT
+
+    def fetch(self, obj: Any) -> bool:
+        """Write a reference to obj if it was written before; True if so."""
+        index = self.memo.get(id(obj))
+        if index is None:
+            return False
+        self.out += b"h" + bytes([index]) if index < 256 else b"j" + struct.pack("<I", index)  # BINGET / LONG_BINGET
+        return True
+
+    def save(self, obj: Any) -> None:
+        if obj is None:
+            self.out += b"N"
+        elif obj is True or obj is False:
+            self.out += b"\x88" if obj else b"\x89"  # NEWTRUE / NEWFALSE
+        elif isinstance(obj, int):
+            self.save_int(int(obj))
+        elif isinstance(obj, float):
+            self.out += b"G" + struct.pack(">d", obj)  # BINFLOAT
+        elif isinstance(obj, Py2Unicode):
+            # surrogatepass: Python 2 unicode could hold lone surrogates, and Python 3's unpickler
+            # decodes BINUNICODE with the same error handler.
+            data = str(obj).encode("utf-8", "surrogatepass")
+            self.out += b"X" + struct.pack("<I", len(data)) + data  # BINUNICODE
+        elif isinstance(obj, str):
+            try:
+                data = obj.encode("latin-1")
+            except UnicodeEncodeError:
+                raise Py2PickleError(
+                    f"text {obj[:40]!r} has characters beyond U+00FF, so it is not the latin-1 view of a "
+                    "Python 2 byte string; wrap it in Py2Unicode to write it as unicode"
+                ) from None
+            self.save_bytes(data)
+        elif isinstance(obj, (bytes, bytearray)):
+            self.save_bytes(bytes(obj))
+        elif isinstance(obj, tuple):
+            self.save_tuple(obj)
+        elif isinstance(obj, list):
+            self.save_list(obj)
+        elif isinstance(obj, dict):
+            self.save_dict(obj)
+        elif isinstance(obj, Mailman2Object):
+            self.save_instance(obj)
+        else:
+            raise Py2PickleError(f"cannot write a {type(obj).__name__} into a Python 2 pickle")
+
+    def save_int(self, value: int) -> None:
+        if 0 <= value < 0x100:
+            self.out += b"K" + bytes([value])  # BININT1
+        elif 0 <= value < 0x10000:
+            self.out += b"M" + struct.pack("<H", value)  # BININT2
+        elif -(2**31) <= value < 2**31:
+            self.out += b"J" + struct.pack("<i", value)  # BININT
+        else:
+            # Python 2 `long` in protocol 2: LONG1, little-endian two's complement.
+            size = (value.bit_length() + 8) // 8
+            data = value.to_bytes(size, "little", signed=True)
+            if len(data) < 256:
+                self.out += b"\x8a" + bytes([len(data)]) + data  # LONG1
+            else:
+                self.out += b"\x8b" + struct.pack("<i", len(data)) + data  # LONG4
+
+    def save_bytes(self, data: bytes) -> None:
+        if len(data) < 256:
+            self.out += b"U" + bytes([len(data)]) + data  # SHORT_BINSTRING
+        else:
+            self.out += b"T" + struct.pack("<i", len(data)) + data  # BINSTRING
+
+    def save_tuple(self, obj: tuple) -> None:
+        if not obj:
+            self.out += b")"  # EMPTY_TUPLE
+            return
+        if self.fetch(obj):
+            return
+        if len(obj) <= 3:
+            for item in obj:
+                self.save(item)
+            self.out += (b"\x85", b"\x86", b"\x87")[len(obj) - 1]  # TUPLE1 / TUPLE2 / TUPLE3
+        else:
+            self.out += b"("  # MARK
+            for item in obj:
+                self.save(item)
+            self.out += b"t"  # TUPLE
+        self.memoize(obj)
+
+    def save_list(self, obj: list) -> None:
+        if self.fetch(obj):
+            return
+        self.out += b"]"  # EMPTY_LIST
+        self.memoize(obj)
+        for start in range(0, len(obj), _BATCH):
+            chunk = obj[start : start + _BATCH]
+            if len(chunk) == 1:
+                self.save(chunk[0])
+                self.out += b"a"  # APPEND
+            else:
+                self.out += b"("
+                for item in chunk:
+                    self.save(item)
+                self.out += b"e"  # APPENDS
+
+    def save_dict(self, obj: dict) -> None:
+        if self.fetch(obj):
+            return
+        self.out += b"}"  # EMPTY_DICT
+        self.memoize(obj)
+        items = list(obj.items())
+        for start in range(0, len(items), _BATCH):
+            chunk = items[start : start + _BATCH]
+            if len(chunk) == 1:
+                self.save(chunk[0][0])
+                self.save(chunk[0][1])
+                self.out += b"s"  # SETITEM
+            else:
+                self.out += b"("
+                for key, value in chunk:
+                    self.save(key)
+                    self.save(value)
+                self.out += b"u"  # SETITEMS
+
+    def save_instance(self, obj: Mailman2Object) -> None:
+        # Python 2 pickled an old-style instance as MARK, the class, its init args, OBJ, then the
+        # instance __dict__ and BUILD (pickle.py save_inst). The stand-in keeps the args in
+        # `pickled_args` and the state either merged into its attributes or in `pickled_state`.
+        if self.fetch(obj):
+            return
+        module, _, name = type(obj).legacy_class.rpartition(".")
+        attributes = dict(vars(obj))
+        args = attributes.pop("pickled_args", ())
+        state = attributes.pop("pickled_state", attributes)
+        self.out += b"("
+        self.out += b"c" + module.encode("ascii") + b"\n" + name.encode("ascii") + b"\n"  # GLOBAL
+        for arg in args:
+            self.save(arg)
+        self.out += b"o"  # OBJ
+        self.memoize(obj)
+        self.save(state)
+        self.out += b"b"  # BUILD
+
+
+def dumps_py2(obj: Any) -> bytes:
+    """A protocol 2 pickle of obj with Python 2's text types, as described in the module docstring.
+
+    Raises Py2PickleError for values Python 2 had no form for here (sets, arbitrary objects) and for
+    plain str with characters beyond U+00FF (they cannot be a latin-1-decoded byte string).
+    """
+    return _Writer().dump(obj)
