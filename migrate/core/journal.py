@@ -8,7 +8,8 @@ interrupted, what each operation found before changing it) is recomputed by fold
 Layout under the state folder:
     runs/<run-id>/journal.jsonl   the events
     runs/<run-id>/run.log         every command executed or simulated, redacted
-    locks/<inventory>.lock        who holds the inventory
+    runs/<run-id>/blobs/          file contents captured or written (root only)
+The lock lives outside it, machine-wide (paths.DEFAULT_LOCK_DIR/<inventory name>.lock).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import secrets as _random
 import socket
 from dataclasses import dataclass, field
@@ -213,10 +215,13 @@ def load_run(run_dir: Path) -> RunState:
 
 
 class StateDir:
-    """The folder holding journals and locks."""
+    """The folder holding journals, and where the machine-wide locks are."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, lock_dir: Path | None = None):
+        from .paths import DEFAULT_LOCK_DIR
+
         self.root = Path(root)
+        self.lock_dir = Path(lock_dir) if lock_dir is not None else DEFAULT_LOCK_DIR
 
     @property
     def runs(self) -> Path:
@@ -264,8 +269,8 @@ class StateDir:
             raise MigrateError(f"no run {run_id} in {self.runs} (see `invoke runs.list`)")
         raise MigrateError(f"run id {run_id} is ambiguous: {', '.join(p.name for p in matches)}")
 
-    def lock(self, inventory_path: Path, run_id: str, reason: str = "") -> "InventoryLock":
-        return InventoryLock(self.root / "locks", inventory_path, run_id, reason)
+    def lock(self, inventory, run_id: str, reason: str = "") -> "InventoryLock":
+        return InventoryLock(self.lock_dir, inventory, run_id, reason)
 
 
 @dataclass
@@ -296,14 +301,18 @@ class LockInfo:
 
 
 class InventoryLock:
-    """An exclusive lock per inventory file, created with O_EXCL so two runs cannot both win."""
+    """An exclusive lock per inventory name, created with O_EXCL so two runs cannot both win.
 
-    def __init__(self, lock_dir: Path, inventory_path: Path, run_id: str, reason: str = ""):
+    Keyed by the inventory's name rather than its path: copies of one inventory in two
+    checkouts describe the same hosts.
+    """
+
+    def __init__(self, lock_dir: Path, inventory, run_id: str, reason: str = ""):
         self.lock_dir = lock_dir
-        resolved = str(Path(inventory_path).resolve())
-        digest = hashlib.sha256(resolved.encode()).hexdigest()[:12]
-        self.path = lock_dir / f"{Path(inventory_path).stem}-{digest}.lock"
-        self.info = LockInfo(run_id, operator(), now(), os.getpid(), socket.gethostname(), resolved, reason)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", inventory.name) or "inventory"
+        self.path = lock_dir / f"{safe}.lock"
+        self.info = LockInfo(run_id, operator(), now(), os.getpid(), socket.gethostname(),
+                             str(Path(inventory.path).resolve()), reason)
         self.held = False
 
     def current(self) -> LockInfo | None:
@@ -315,7 +324,11 @@ class InventoryLock:
             return LockInfo("?", "?", "?", 0, socket.gethostname(), "", "unreadable lock file")
 
     def acquire(self) -> "InventoryLock":
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        if not self.lock_dir.is_dir():
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
+            # Sticky and world-writable like /run/lock itself: any operator may take a lock,
+            # only its owner (or root) may remove it.
+            os.chmod(self.lock_dir, 0o1777)
         data = json.dumps(self.info.__dict__).encode()
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -324,7 +337,7 @@ class InventoryLock:
             stale = holder is not None and not holder.holder_alive()
             hint = ("; its process is gone: break it with `invoke runs.unlock`" if stale
                     else "; wait for it to finish")
-            raise LockHeld(f"inventory {self.info.inventory} is locked by "
+            raise LockHeld(f"inventory {holder.inventory if holder else self.info.inventory} is locked by "
                            f"{holder.describe() if holder else 'an unknown holder'}{hint}") from None
         try:
             os.write(fd, data)

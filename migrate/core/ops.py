@@ -138,18 +138,14 @@ class RunCommand(Operation):
                           self.undo_description or f"undo: {self.describe()}")
 
 
-@register
 @dataclass
-class WriteFile(Operation):
-    """Create or replace a file atomically; rollback restores the old content or removes it."""
+class _FileOperation(Operation):
+    """A change to one file: its pre-state is the old content and mode, or its absence."""
 
     path: str = ""
-    content: bytes = b""
-    mode: int = 0o644
 
-    def describe(self) -> str:
-        size = self.content.get("size", "?") if isinstance(self.content, dict) else len(self.content)
-        return f"write {self.path} ({size} bytes, mode {self.mode:04o})"
+    def state_key(self) -> tuple:
+        return ("file", self.host, self.path)
 
     def capture(self, reader):
         old = reader.read_file(self.host, self.path)
@@ -157,16 +153,29 @@ class WriteFile(Operation):
             return {"exists": False}
         return {"exists": True, "content": old, "mode": reader.stat_mode(self.host, self.path)}
 
+    def _restore(self, pre_state) -> "Operation | None":
+        if pre_state and pre_state.get("exists"):
+            return WriteFile(self.host, self.path, pre_state["content"], pre_state.get("mode") or 0o644)
+        return None
+
+
+@register
+@dataclass
+class WriteFile(_FileOperation):
+    """Create or replace a file atomically; rollback restores the old content or removes it."""
+
+    content: bytes = b""
+    mode: int = 0o644
+
+    def describe(self) -> str:
+        size = self.content.get("size", "?") if isinstance(self.content, dict) else len(self.content)
+        return f"write {self.path} ({size} bytes, mode {self.mode:04o})"
+
     def perform(self, effects):
         effects.write_file(self.host, self.path, self.content, self.mode)
 
     def inverse(self, pre_state):
-        if pre_state and pre_state.get("exists"):
-            return WriteFile(self.host, self.path, pre_state["content"], pre_state.get("mode") or 0o644)
-        return RemoveFile(self.host, self.path)
-
-    def state_key(self) -> tuple:
-        return ("file", self.host, self.path)
+        return self._restore(pre_state) or RemoveFile(self.host, self.path)
 
     def diff(self, pre_state):
         if not pre_state or not pre_state.get("exists"):
@@ -178,27 +187,14 @@ class WriteFile(Operation):
 
 @register
 @dataclass
-class RemoveFile(Operation):
+class RemoveFile(_FileOperation):
     """Remove a file; rollback writes back what was there."""
-
-    path: str = ""
 
     def describe(self) -> str:
         return f"remove {self.path}"
-
-    def state_key(self) -> tuple:
-        return ("file", self.host, self.path)
-
-    def capture(self, reader):
-        old = reader.read_file(self.host, self.path)
-        if old is None:
-            return {"exists": False}
-        return {"exists": True, "content": old, "mode": reader.stat_mode(self.host, self.path)}
 
     def perform(self, effects):
         effects.remove_file(self.host, self.path)
 
     def inverse(self, pre_state):
-        if pre_state and pre_state.get("exists"):
-            return WriteFile(self.host, self.path, pre_state["content"], pre_state.get("mode") or 0o644)
-        return None
+        return self._restore(pre_state)

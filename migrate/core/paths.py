@@ -14,3 +14,8 @@ DEFAULT_STATE_DIR = PROJECT_ROOT / ".state"
 # The lab's test hosts share this machine's loopback addresses, so there is one lab per machine:
 # its keys, pid files, logs and host trees live in one machine-wide folder.
 LAB_ROOT = Path(os.environ.get("MIGRATE_LAB_ROOT", "/var/lib/migrate-lab"))
+
+# Locks are machine-wide, one per inventory name: two checkouts or two operators on the same
+# admin host must not run against the same hosts at once. /run/lock is emptied at boot, so a
+# lock cannot outlive the machine that took it.
+DEFAULT_LOCK_DIR = Path(os.environ.get("MIGRATE_LOCK_DIR", "/run/lock/migrate"))

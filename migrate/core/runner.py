@@ -76,7 +76,7 @@ class Runner:
     def run(self, steps: list[Step]) -> Outcome:
         journal = self.state.new_journal()
         run_id = journal.run_id
-        lock = self.state.lock(self.inventory.path, run_id, self.reason)
+        lock = self.state.lock(self.inventory, run_id, self.reason)
         if not self.dry_run:
             try:
                 lock.acquire()
@@ -342,7 +342,7 @@ class Runner:
         return state
 
     def _with_run(self, state: RunState, body, verb: str) -> Outcome:
-        lock = self.state.lock(self.inventory.path, state.run_id, self.reason)
+        lock = self.state.lock(self.inventory, state.run_id, self.reason)
         if not self.dry_run:
             holder = lock.current()
             if holder is not None and holder.run_id == state.run_id and not holder.holder_alive():

@@ -85,6 +85,8 @@ class Step:
     title: ClassVar[str] = ""
     reversible: ClassVar[bool] = True
     Params: ClassVar[type[BaseModel]] = NoParams
+    # Parameters that make a valid instance, for the contract test and documentation.
+    example: ClassVar[dict] = {}
 
     def __init__(self, params: dict | BaseModel | None = None):
         if isinstance(params, BaseModel):

@@ -11,8 +11,10 @@ from typing import Iterable
 
 from ..core.errors import MigrateError
 from .base import Component, ServiceStatus
+from .hyperkitty import HyperKittyWeb
 from .mailman3 import Mailman3Core
 from .sshd import DEFAULT_INVENTORY, SshdHosts
+from .web import WebServer
 
 
 def components(inventory_path: Path | str = DEFAULT_INVENTORY) -> list[Component]:
@@ -20,6 +22,8 @@ def components(inventory_path: Path | str = DEFAULT_INVENTORY) -> list[Component
     return [
         SshdHosts(inventory_path),
         Mailman3Core(),
+        HyperKittyWeb(),
+        WebServer(),
     ]
 
 

@@ -5,8 +5,10 @@ Layout (all under the lab root):
     venvs/mailman3/                      mailman 3.3.10 with its pinned dependencies
     venvs/mailman3-install.log           pip's output of the last install
     secrets/mailman3_rest                the REST admin password (0600, generated on first up)
+    secrets/hyperkitty_archiver_key      shared with HyperKitty's MAILMAN_ARCHIVER_KEY (0600)
     hosts/lists-01/mailman3/mailman.cfg  rendered by `render_config` (0600: it holds the password)
     hosts/lists-01/mailman3/gunicorn.cfg options for the REST runner's gunicorn
+    hosts/lists-01/mailman3/mailman-hyperkitty.cfg  the archiver's HyperKitty URL and key (0600)
     hosts/lists-01/mailman3/start.log    output of `mailman start` and of the master it forks
     hosts/lists-01/mailman3/component.lock  serialises up/down between processes
     hosts/lists-01/mailman3/var/         var_dir: master.pid, data/mailman.db, logs/, queue/, ...
@@ -38,8 +40,12 @@ from .base import (ServiceStatus, assert_loopback, lab_path, pid_alive, running_
 
 MAILMAN_VERSION = "3.3.10"
 # SQLAlchemy 2.1 breaks reading rosters over REST (HTTP 500); 2.0.x works with Mailman 3.3.10.
-MAILMAN_REQUIREMENTS = (f"mailman=={MAILMAN_VERSION}", "sqlalchemy<2.1")
+# mailman-hyperkitty is the archiver plugin core loads to hand posts to HyperKitty.
+MAILMAN_REQUIREMENTS = (f"mailman=={MAILMAN_VERSION}", "sqlalchemy<2.1",
+                        "mailman-hyperkitty==1.2.1")
 SYSTEM_PYTHON = "/usr/bin/python3"
+# Where core's archiver reaches HyperKitty (migrate.lab.hyperkitty serves it there).
+HYPERKITTY_ARCHIVER_URL = "http://127.0.0.12:8000/hyperkitty/"
 
 # The runners Mailman 3.3.10 knows (schema.cfg and mailman/config/mailman.cfg), in its order.
 # `bad` and `shunt` only name queues; `nntp` is off in Mailman's own defaults.
@@ -142,6 +148,33 @@ def ensure_venv(venv: Path, requirements: Sequence[str] = MAILMAN_REQUIREMENTS, 
     return True
 
 
+def ensure_secret(path: Path, nbytes: int = 24) -> str:
+    """The secret in path (0600 in a 0700 folder), generated first if the file does not exist.
+
+    The file appears with its content in one step (link of a finished temporary file), so a
+    component reading it while another creates it never sees it empty.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(nbytes) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+def render_archiver_config(*, base_url: str, api_key: str) -> str:
+    """mailman-hyperkitty.cfg: where HyperKitty is and the key it expects."""
+    return f"[general]\nbase_url: {base_url}\napi_key: {api_key}\n"
+
+
 class Mailman3Core:
     """Mailman 3 core on a lab host: the master, its runners and the REST API on loopback."""
 
@@ -152,6 +185,7 @@ class Mailman3Core:
                  rest_user: str = "restadmin", runners: Sequence[str] = LIVE_RUNNERS,
                  rest_workers: int = 2, site_owner: str = "mailman-owner@lists-01.lab.example",
                  extra_sections: Mapping[str, Mapping[str, str]] | None = None,
+                 hyperkitty_url: str | None = HYPERKITTY_ARCHIVER_URL,
                  requirements: Sequence[str] = MAILMAN_REQUIREMENTS,
                  lab_root: Path | None = None,
                  start_timeout: float = 90.0, stop_timeout: float = 20.0) -> None:
@@ -167,15 +201,18 @@ class Mailman3Core:
         self.rest_workers = rest_workers
         self.site_owner = site_owner
         self.extra_sections = extra_sections or {}
+        self.hyperkitty_url = hyperkitty_url
         self.requirements = tuple(requirements)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
 
         self.venv = root / "venvs" / "mailman3"
         self.secret_file = root / "secrets" / "mailman3_rest"
+        self.archiver_key_file = root / "secrets" / "hyperkitty_archiver_key"
         self.home = root / "hosts" / host / "mailman3"
         self.config_file = self.home / "mailman.cfg"
         self.gunicorn_config_file = self.home / "gunicorn.cfg"
+        self.archiver_config_file = self.home / "mailman-hyperkitty.cfg"
         self.start_log = self.home / "start.log"
         self.var_dir = self.home / "var"
         self.pid_file = self.var_dir / "master.pid"
@@ -373,17 +410,16 @@ class Mailman3Core:
     # -- files ---------------------------------------------------------------------------------
 
     def _ensure_password(self) -> str:
-        self.secret_file.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.secret_file.parent, 0o700)
-        try:
-            fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return self.rest_password()
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(24) + "\n")
-        return self.rest_password()
+        return ensure_secret(self.secret_file)
 
     def config_text(self, password: str) -> str:
+        sections: dict[str, dict[str, str]] = {}
+        if self.hyperkitty_url:
+            sections["archiver.hyperkitty"] = {
+                "class": "mailman_hyperkitty.Archiver", "enable": "yes",
+                "configuration": str(self.archiver_config_file)}
+        for name, values in self.extra_sections.items():
+            sections.setdefault(name, {}).update(values)
         return render_config(
             var_dir=self.var_dir, database_path=self.database,
             rest_host=self.address, rest_port=self.rest_port,
@@ -392,7 +428,7 @@ class Mailman3Core:
             smtp_host=self.address, smtp_port=self.smtp_port,
             runners=self.runners, gunicorn_config=self.gunicorn_config_file,
             site_owner=self.site_owner, rest_workers=self.rest_workers,
-            extra_sections=self.extra_sections,
+            extra_sections=sections,
         )
 
     def _write_config(self, password: str) -> bool:
@@ -400,6 +436,11 @@ class Mailman3Core:
         self.home.mkdir(parents=True, exist_ok=True)
         self.database.parent.mkdir(parents=True, exist_ok=True)
         changed = _write_if_changed(self.gunicorn_config_file, render_gunicorn_config(), 0o644)
+        if self.hyperkitty_url:
+            # 0600: it holds the archiver key. Runners read it once, at start.
+            archiver = render_archiver_config(base_url=self.hyperkitty_url,
+                                              api_key=ensure_secret(self.archiver_key_file))
+            changed = _write_if_changed(self.archiver_config_file, archiver, 0o600) or changed
         # 0600: the file holds the REST password.
         return _write_if_changed(self.config_file, self.config_text(password), 0o600) or changed
 

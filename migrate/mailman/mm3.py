@@ -117,6 +117,26 @@ def _status(exc: Exception) -> int | None:
 
 
 # -- reads ---------------------------------------------------------------------------------------
+def _rest_errors(function):
+    """Turn mailmanclient's HTTP and connection errors into a message naming what was read."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(client, *args, **kwargs):
+        from mailmanclient import MailmanConnectionError
+
+        try:
+            return function(client, *args, **kwargs)
+        except HTTPError as exc:
+            what = " ".join(str(a) for a in args) or function.__name__
+            raise Mailman3Error(f"Mailman 3 answered {exc.code} while reading {what}: {_short(exc)}") from None
+        except (MailmanConnectionError, OSError) as exc:
+            raise Mailman3Error(f"Mailman 3 could not be reached while reading: {_short(exc)}") from None
+
+    return wrapper
+
+
+@_rest_errors
 def get_list(client, fqdn: str):
     try:
         return client.get_list(fqdn)
@@ -126,6 +146,7 @@ def get_list(client, fqdn: str):
         raise
 
 
+@_rest_errors
 def domain_exists(client, mail_host: str) -> bool:
     try:
         client.get_domain(mail_host)
@@ -136,10 +157,12 @@ def domain_exists(client, mail_host: str) -> bool:
         raise
 
 
+@_rest_errors
 def list_names(client) -> set[str]:
     return {m.fqdn_listname for m in client.lists}
 
 
+@_rest_errors
 def known_addresses(client, page_size: int = 2000) -> set[str]:
     """Every address Mailman 3 knows (lowercased): what a run must not delete on rollback."""
     found: set[str] = set()
@@ -154,11 +177,19 @@ def known_addresses(client, page_size: int = 2000) -> set[str]:
         page += 1
 
 
-def _membership(member, role: str, status: str | None) -> Membership:
+def _original_email(member) -> str:
+    """The address as first subscribed: roster entries only carry the lowercased form."""
+    try:
+        return str(member.address.rest_data.get("original_email") or member.rest_data.get("email"))
+    except HTTPError:
+        return str(member.rest_data.get("email"))
+
+
+def _membership(member, role: str, status: str | None, original: str | None = None) -> Membership:
     data = member.rest_data
     is_member = role == "member"
     return Membership(
-        address=str(data.get("email") or member.address),
+        address=original or str(data.get("email") or member.address),
         role=role,
         display_name=data.get("display_name") or "",
         delivery_mode=data.get("delivery_mode") if is_member else None,
@@ -167,6 +198,7 @@ def _membership(member, role: str, status: str | None) -> Membership:
     )
 
 
+@_rest_errors
 def read_list_state(client, fqdn: str) -> ListState | None:
     """What Mailman 3 holds for a list, in the shape `convert.expected_state` produces."""
     mlist = get_list(client, fqdn)
@@ -179,18 +211,18 @@ def read_list_state(client, fqdn: str) -> ListState | None:
         values = settings.get(key) or []
         if values:
             state.nonmember_patterns[key] = list(values)
-    members = mlist.get_roster("member")
+    rosters = {role: mlist.get_roster(role) for role in ("member", "owner", "moderator", "nonmember")}
 
-    def status(member) -> str | None:
-        return member.preferences.get("delivery_status")
+    def details(item) -> tuple[str | None, str]:
+        role, member = item
+        status = member.preferences.get("delivery_status") if role == "member" else None
+        return status, _original_email(member)
 
+    items = [(role, m) for role, members in rosters.items() for m in members]
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
-        statuses = list(pool.map(status, members))
-    for member, st in zip(members, statuses):
-        state.add(_membership(member, "member", st))
-    for role in ("owner", "moderator", "nonmember"):
-        for member in mlist.get_roster(role):
-            state.add(_membership(member, role, None))
+        found = list(pool.map(details, items))
+    for (role, member), (status, original) in zip(items, found):
+        state.add(_membership(member, role, status, original))
     state.bans = {str(b.email) for b in mlist.bans}
     return state
 
@@ -211,16 +243,29 @@ def _list_or_fail(client, fqdn: str):
     return mlist
 
 
-@register
 @dataclass
-class CreateDomain(Operation):
+class _DomainOperation(Operation):
     mail_host: str = ""
-
-    def describe(self) -> str:
-        return f"create Mailman 3 domain {self.mail_host}"
 
     def state_key(self) -> tuple:
         return ("mailman3-domain", self.host, self.mail_host)
+
+
+@dataclass
+class _ListOperation(Operation):
+    fqdn_listname: str = ""
+
+    def state_key(self) -> tuple:
+        # Everything about one list: once a run created it, its removal is the whole story.
+        return ("mailman3-list", self.host, self.fqdn_listname)
+
+
+@register
+@dataclass
+class CreateDomain(_DomainOperation):
+
+    def describe(self) -> str:
+        return f"create Mailman 3 domain {self.mail_host}"
 
     def capture(self, reader):
         return {"existed": domain_exists(_reader(reader, self.host), self.mail_host)}
@@ -238,17 +283,13 @@ class CreateDomain(Operation):
 
 @register
 @dataclass
-class DeleteDomain(Operation):
+class DeleteDomain(_DomainOperation):
     """Only ever the inverse of CreateDomain: deleting a domain deletes its lists."""
 
-    mail_host: str = ""
     reversible = False
 
     def describe(self) -> str:
         return f"delete Mailman 3 domain {self.mail_host} (and any list in it)"
-
-    def state_key(self) -> tuple:
-        return ("mailman3-domain", self.host, self.mail_host)
 
     def perform(self, effects):
         client = _service(effects, self.host).client
@@ -258,19 +299,14 @@ class DeleteDomain(Operation):
 
 @register
 @dataclass
-class CreateList(Operation):
+class CreateList(_ListOperation):
     """Create a list. Its inverse deletes the list and then the Mailman 3 users of the
     addresses that were new to Mailman 3 when the run planned (and that no list uses now)."""
 
-    fqdn_listname: str = ""
     new_addresses: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         return f"create list {self.fqdn_listname}"
-
-    def state_key(self) -> tuple:
-        # Everything about one list: once a run created it, its removal is the whole story.
-        return ("mailman3-list", self.host, self.fqdn_listname)
 
     def capture(self, reader):
         return {"existed": get_list(_reader(reader, self.host), self.fqdn_listname) is not None}
@@ -289,18 +325,13 @@ class CreateList(Operation):
 
 @register
 @dataclass
-class DeleteList(Operation):
-    fqdn_listname: str = ""
+class DeleteList(_ListOperation):
     forget_addresses: list[str] = field(default_factory=list)
     reversible = False
 
     def describe(self) -> str:
         extra = f", then forget {len(self.forget_addresses)} address(es) it brought" if self.forget_addresses else ""
         return f"delete list {self.fqdn_listname}{extra}"
-
-    def state_key(self) -> tuple:
-        # Everything about one list: once a run created it, its removal is the whole story.
-        return ("mailman3-list", self.host, self.fqdn_listname)
 
     def perform(self, effects):
         client = _service(effects, self.host).client
@@ -334,16 +365,11 @@ def _has_memberships(client, email: str) -> bool:
 
 @register
 @dataclass
-class SetListSettings(Operation):
-    fqdn_listname: str = ""
+class SetListSettings(_ListOperation):
     values: dict = field(default_factory=dict)
 
     def describe(self) -> str:
         return f"set {', '.join(sorted(self.values))} of {self.fqdn_listname}"
-
-    def state_key(self) -> tuple:
-        # Everything about one list: once a run created it, its removal is the whole story.
-        return ("mailman3-list", self.host, self.fqdn_listname)
 
     def capture(self, reader):
         mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
@@ -380,14 +406,27 @@ def _member_state(mlist, role: str, address: str) -> dict | None:
     return _membership(member, role, status).to_dict()
 
 
-@register
 @dataclass
-class Subscribe(Operation):
-    """Add an address to a roster without any mail to it (pre-approved, no welcome)."""
+class _MemberOperation(Operation):
+    """A change to one roster entry (role, address) of one list."""
 
     fqdn_listname: str = ""
     address: str = ""
     role: str = "member"
+
+    def state_key(self) -> tuple:
+        return ("mailman3-member", self.host, self.fqdn_listname, self.role, self.address.lower())
+
+    def capture(self, reader):
+        mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
+        return {"membership": _member_state(mlist, self.role, self.address) if mlist else None}
+
+
+@register
+@dataclass
+class Subscribe(_MemberOperation):
+    """Add an address to a roster without any mail to it (pre-approved, no welcome)."""
+
     display_name: str = ""
     delivery_mode: str | None = None
     delivery_status: str | None = None
@@ -398,12 +437,6 @@ class Subscribe(Operation):
                   if v and v not in ("regular", "enabled")]
         return f"add {self.address} as {self.role} of {self.fqdn_listname}" + (f" ({', '.join(extras)})" if extras else "")
 
-    def state_key(self) -> tuple:
-        return ("mailman3-member", self.host, self.fqdn_listname, self.role, self.address.lower())
-
-    def capture(self, reader):
-        mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
-        return {"membership": _member_state(mlist, self.role, self.address) if mlist else None}
 
     def perform(self, effects):
         mlist = _list_or_fail(_service(effects, self.host).client, self.fqdn_listname)
@@ -430,22 +463,12 @@ class Subscribe(Operation):
 
 @register
 @dataclass
-class Unsubscribe(Operation):
+class Unsubscribe(_MemberOperation):
     """Remove an address from a roster without a goodbye mail."""
-
-    fqdn_listname: str = ""
-    address: str = ""
-    role: str = "member"
 
     def describe(self) -> str:
         return f"remove {self.address} as {self.role} of {self.fqdn_listname}"
 
-    def state_key(self) -> tuple:
-        return ("mailman3-member", self.host, self.fqdn_listname, self.role, self.address.lower())
-
-    def capture(self, reader):
-        mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
-        return {"membership": _member_state(mlist, self.role, self.address) if mlist else None}
 
     def perform(self, effects):
         mlist = get_list(_service(effects, self.host).client, self.fqdn_listname)
@@ -464,24 +487,15 @@ class Unsubscribe(Operation):
 
 @register
 @dataclass
-class SetMember(Operation):
+class SetMember(_MemberOperation):
     """Change delivery mode, delivery status or moderation action of a roster entry."""
 
-    fqdn_listname: str = ""
-    address: str = ""
-    role: str = "member"
     values: dict = field(default_factory=dict)
 
     def describe(self) -> str:
         changes = ", ".join(f"{k}={v}" for k, v in sorted(self.values.items()))
         return f"set {changes} for {self.address} ({self.role}) of {self.fqdn_listname}"
 
-    def state_key(self) -> tuple:
-        return ("mailman3-member", self.host, self.fqdn_listname, self.role, self.address.lower())
-
-    def capture(self, reader):
-        mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
-        return {"membership": _member_state(mlist, self.role, self.address) if mlist else None}
 
     def perform(self, effects):
         mlist = _list_or_fail(_service(effects, self.host).client, self.fqdn_listname)
@@ -511,14 +525,10 @@ class SetMember(Operation):
                          {k: before.get(k) for k in self.values})
 
 
-@register
 @dataclass
-class Ban(Operation):
+class _BanOperation(Operation):
     fqdn_listname: str = ""
     pattern: str = ""
-
-    def describe(self) -> str:
-        return f"ban {self.pattern} on {self.fqdn_listname}"
 
     def state_key(self) -> tuple:
         return ("mailman3-ban", self.host, self.fqdn_listname, self.pattern)
@@ -526,6 +536,13 @@ class Ban(Operation):
     def capture(self, reader):
         mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
         return {"banned": bool(mlist) and self.pattern in {str(b.email) for b in mlist.bans}}
+
+
+@register
+@dataclass
+class Ban(_BanOperation):
+    def describe(self) -> str:
+        return f"ban {self.pattern} on {self.fqdn_listname}"
 
     def perform(self, effects):
         mlist = _list_or_fail(_service(effects, self.host).client, self.fqdn_listname)
@@ -538,19 +555,9 @@ class Ban(Operation):
 
 @register
 @dataclass
-class Unban(Operation):
-    fqdn_listname: str = ""
-    pattern: str = ""
-
+class Unban(_BanOperation):
     def describe(self) -> str:
         return f"lift the ban of {self.pattern} on {self.fqdn_listname}"
-
-    def state_key(self) -> tuple:
-        return ("mailman3-ban", self.host, self.fqdn_listname, self.pattern)
-
-    def capture(self, reader):
-        mlist = get_list(_reader(reader, self.host), self.fqdn_listname)
-        return {"banned": bool(mlist) and self.pattern in {str(b.email) for b in mlist.bans}}
 
     def perform(self, effects):
         mlist = _list_or_fail(_service(effects, self.host).client, self.fqdn_listname)
@@ -564,7 +571,7 @@ class Unban(Operation):
 
 @register
 @dataclass
-class Import21(Operation):
+class Import21(_ListOperation):
     """`mailman import21` of a cleaned config.pck into an existing list.
 
     Nothing separate undoes it: the list it imports into is removed by CreateList's inverse (a
@@ -573,17 +580,12 @@ class Import21(Operation):
     journals that output and the conversion report shows it.
     """
 
-    fqdn_listname: str = ""
     pickle_path: str = ""
     charset: str = "utf-8"
     mailman_command: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         return f"mailman import21 -c {self.charset} {self.fqdn_listname} {self.pickle_path}"
-
-    def state_key(self) -> tuple:
-        # Everything about one list: once a run created it, its removal is the whole story.
-        return ("mailman3-list", self.host, self.fqdn_listname)
 
     def perform(self, effects):
         return effects.run(self.host, [*self.mailman_command, "import21", "-c", self.charset,

@@ -28,10 +28,6 @@ from .reconcile import Difference, compare, roster_counts, sync_operations
 # folder name is not a list Mailman 2 created and must not become a path or an address here.
 LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._+=-]{0,63}$")
 
-# Settings re-set through REST after import21, from the correctly decoded Mailman 2 text:
-# import21 mangles these when the charset and the stored bytes disagree.
-RESET_AFTER_IMPORT = ("description", "info")
-
 _known_addresses: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
 
 
@@ -57,6 +53,7 @@ class _ListStep(Step):
     """What migrate, sync and verify share: reading one list on both sides."""
 
     Params = ListParams
+    example = {"list": "announce"}
 
     def __init__(self, params=None):
         super().__init__(params)
@@ -216,8 +213,7 @@ class MigrateList(_ListStep):
         ops += [
             WriteFile(host.name, path, cleaned, 0o600),
             Import21(host.name, fqdn, path, convert.import_charset(cfg), mailman_command(host)),
-            SetListSettings(host.name, fqdn, {k: expected.settings[k] for k in RESET_AFTER_IMPORT
-                                              if k in expected.settings}),
+            SetListSettings(host.name, fqdn, convert.rest_fixups(cfg, list_name=self.name)),
             RemoveFile(host.name, path),
         ]
         return ops

@@ -44,7 +44,9 @@ def inventory_path(c, flag: str | None) -> Path:
 
 
 def state_dir(c) -> StateDir:
-    return StateDir(_project_path(_config_value(c, "state_dir", DEFAULT_STATE_DIR)))
+    lock_dir = _config_value(c, "lock_dir", None)
+    return StateDir(_project_path(_config_value(c, "state_dir", DEFAULT_STATE_DIR)),
+                    Path(lock_dir) if lock_dir else None)
 
 
 def load_inventory(c, flag: str | None):

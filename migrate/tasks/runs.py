@@ -3,7 +3,7 @@
 from invoke import Collection, Exit, task
 
 from ..core.report import Reporter
-from ._common import FLAG_HELP, finish, guarded, inventory_path, load_inventory, runner, state_dir
+from ._common import FLAG_HELP, finish, guarded, load_inventory, runner, state_dir
 
 RUN_HELP = "run id, a unique prefix of one, or `last`"
 
@@ -97,7 +97,7 @@ def rollback(c, run_id, inventory=None, dry_run=False, yes=False, reason="", jso
 def unlock(c, inventory=None, force=False):
     """Break the inventory's lock left by a dead run (refuses while the holder lives)."""
     reporter = Reporter()
-    lock = state_dir(c).lock(inventory_path(c, inventory), run_id="-")
+    lock = state_dir(c).lock(load_inventory(c, inventory), run_id="-")
     removed = lock.break_stale(force=force)
     if removed is None:
         reporter.info("no lock is held")

@@ -27,7 +27,7 @@ def test_every_registered_step_keeps_the_lifecycle_contract(step_id):
         assert name.startswith("fail_for_")
         assert list(inspect.signature(getattr(cls, name)).parameters) == ["self", "ctx"]
     assert resolve_step(cls.ref()) is cls  # the journal can rebuild it in a new process
-    cls()  # default parameters are valid
+    cls(cls.example)  # the documented example parameters are valid
 
 
 def test_every_operation_type_round_trips_through_the_journal_form():

@@ -634,3 +634,39 @@ def test_expected_state_matches_for_addresses_new_to_mailman(mailman3, scratch_d
     _assert_same(actual, expected, known=set())
     assert actual.settings["info"] == "Grüße\nBeitrag: 25 €\n"
     assert actual.settings["default_nonmember_action"] == "defer"
+
+
+def what_stops_import21(token: str) -> dict[str, dict[str, Any]]:
+    """One config per IMPORT_FIXES entry, each with a value Mailman 3.3.10's import21 stops on."""
+    from migrate.mailman.mm2 import stand_in_class
+
+    member = f"a.{token}@example.org"
+    other_class = stand_in_class("Mailman.Pending", "Thing")()
+    return {
+        "list-language": handmade(preferred_language="eo"),
+        "member-language": handmade(members={member: 0}, language={member: "fa"}),
+        "enum": handmade(reply_goes_to_list=7),
+        "moderation-action": handmade(default_member_moderation=True, member_moderation_action=5),
+        "blank-nonmember": handmade(accept_these_nonmembers=["", f"b.{token}@example.org"]),
+        "header-rule": handmade(header_filter_rules=[("^X-Spam: yes", 3)]),
+        "delivery-status": handmade(members={member: 0}, delivery_status={member: 2}),
+        "other-class": handmade(pending={"k": other_class}),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.lab
+def test_import21_stops_on_what_the_import_copy_fixes(mailman3, scratch_domain, tmp_path):
+    for name, config in what_stops_import21(secrets.token_hex(4)).items():
+        fqdn = f"{name}@{scratch_domain}"
+        assert _mailman(mailman3, "create", fqdn).returncode == 0
+        raw_file, clean_file = tmp_path / f"{name}.raw.pck", tmp_path / f"{name}.pck"
+        raw_file.write_bytes(dumps_py2(config))
+        data, changes = clean_config_for_import(config, list_name=name)
+        clean_file.write_bytes(data)
+
+        raw = _mailman(mailman3, "import21", "-c", import_charset(config), fqdn, str(raw_file))
+        cleaned = _mailman(mailman3, "import21", "-c", import_charset(config), fqdn, str(clean_file))
+
+        assert raw.returncode != 0, name
+        assert changes and cleaned.returncode == 0, (name, cleaned.stderr)

@@ -1,0 +1,219 @@
+"""Mailman 2.1's pipermail HTML archive: volume names, article pages, and a walk over a list's folder.
+
+Facts from Mailman 2.1's `Mailman/Archiver/HyperArch.py` and `templates/en/article.html`:
+- `HyperArchive.__init__` maps `archive_volume_frequency` 0 → year, 2 → quarter, 3 → week,
+  4 → day, anything else (1 is the default) → month, and `dateToVolName` names the folder with
+  `time.strftime` on the server's local time: `%Y`, `%Yq<n>`, `%Y-%B` (English month names: Mailman
+  never sets a locale), `Week-of-Mon-%Y%m%d` (the Monday that starts the week; `tm_wday` counts
+  from Monday) and `%Y%m%d`.
+- Articles are `'%06d.html' % sequence` inside the volume folder.
+- Since 2.1.10 `Article.as_html` fills `in_reply_to_url` with `url_quote(self._message_id)`, the raw
+  Message-ID header (angle brackets, folding and all) quoted by Python 2's `urllib.quote`; the
+  template puts it in two `mailto:` links, `<LINK REL="made" ...>` in the head and the author link.
+- The body sits between `<!--beginarticle-->` and `<!--endarticle-->`.
+- Pages are written in the charset of the list's language (a `<META http-equiv="Content-Type">`).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+YEARLY, MONTHLY, QUARTERLY, WEEKLY, DAILY = 0, 1, 2, 3, 4
+FREQUENCIES = (YEARLY, MONTHLY, QUARTERLY, WEEKLY, DAILY)
+
+MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+               "October", "November", "December")
+_MONTH_NUMBERS = {name.lower(): number for number, name in enumerate(MONTH_NAMES, start=1)}
+
+_YEAR = re.compile(r"(\d{4})")
+_QUARTER = re.compile(r"(\d{4})q([1-4])")
+_MONTH = re.compile(r"(\d{4})-([A-Za-z]+)")
+_WEEK = re.compile(r"Week-of-Mon-(\d{4})(\d{2})(\d{2})")
+_DAY = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_ARTICLE_FILE = re.compile(r"(\d{6,})\.html")
+
+# Quoted by Python 2's urllib.quote, the value holds no quote, `&`, `>` or whitespace, so one of
+# those ends it; `&amp;` covers translated templates that escape the separator.
+_IN_REPLY_TO = re.compile(rb"""mailto:[^"'<>]*?[?&](?:amp;)?In-Reply-To=([^"'&<>\s]*)(?=["'&<>\s])""", re.I)
+_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_.:-]+)""", re.I)
+_H1 = re.compile(r"<h1>(.*?)</h1>", re.I | re.S)
+_TITLE = re.compile(r"<title>(.*?)</title>", re.I | re.S)
+_BOLD = re.compile(r"<b>(.*?)</b>", re.I | re.S)
+_ITALIC = re.compile(r"<i>(.*?)</i>", re.I | re.S)
+_TAG = re.compile(r"<[^>]*>")
+_SPACES = re.compile(r"\s+")
+_BEGIN, _END = b"<!--beginarticle-->", b"<!--endarticle-->"
+
+# An article page's mailto links come within its first kilobyte or two; read this much first.
+_HEAD_BYTES = 4096
+
+
+def volume_name(day: date, frequency: int) -> str:
+    """The pipermail folder Mailman 2.1 files a message of local date `day` under."""
+    if frequency == YEARLY:
+        return f"{day.year:04d}"
+    if frequency == MONTHLY:
+        return f"{day.year:04d}-{MONTH_NAMES[day.month - 1]}"
+    if frequency == QUARTERLY:
+        return f"{day.year:04d}q{(day.month - 1) // 3 + 1}"
+    if frequency == WEEKLY:
+        monday = day - timedelta(days=day.weekday())
+        return f"Week-of-Mon-{monday.year:04d}{monday.month:02d}{monday.day:02d}"
+    if frequency == DAILY:
+        return f"{day.year:04d}{day.month:02d}{day.day:02d}"
+    raise ValueError(f"archive_volume_frequency must be 0..4, got {frequency!r} "
+                     "(Mailman 2.1 treats any other value as monthly)")
+
+
+def parse_volume_name(name: str) -> tuple[int, date]:
+    """The frequency and first day of a pipermail volume folder name; ValueError if it is none."""
+    try:
+        if match := _YEAR.fullmatch(name):
+            return YEARLY, date(int(match[1]), 1, 1)
+        if match := _QUARTER.fullmatch(name):
+            return QUARTERLY, date(int(match[1]), 3 * int(match[2]) - 2, 1)
+        if match := _MONTH.fullmatch(name):
+            return MONTHLY, date(int(match[1]), _MONTH_NUMBERS[match[2].lower()], 1)
+        if match := _WEEK.fullmatch(name):
+            # Not checked to be a Monday: dateToVolName subtracts whole days of seconds from local
+            # time, which lands on the Sunday when a DST change falls inside the week.
+            return WEEKLY, date(int(match[1]), int(match[2]), int(match[3]))
+        if match := _DAY.fullmatch(name):
+            return DAILY, date(int(match[1]), int(match[2]), int(match[3]))
+    except (KeyError, ValueError):
+        pass
+    raise ValueError(f"not a pipermail volume name: {name!r}")
+
+
+@dataclass(frozen=True)
+class Article:
+    """What an article page says about its message. `message_id` is the raw header value."""
+
+    message_id: str | None
+    subject: str | None
+    author: str | None
+    date: str | None
+    has_body: bool
+    charset: str
+
+
+def message_id_in(page: bytes) -> str | None:
+    """The Message-ID carried by the `In-Reply-To=` parameter of a page's mailto links, or None.
+
+    URL-unquoted; angle brackets, folding and decorations kept as the header had them. Bytes that
+    are not UTF-8 become U+FFFD, which Message-ID normalisation drops like any non-ASCII.
+    """
+    match = _IN_REPLY_TO.search(page)
+    return None if match is None else _unquote_id(match[1])
+
+
+def _unquote_id(quoted: bytes) -> str | None:
+    if not quoted:
+        return None
+    return urllib.parse.unquote_to_bytes(quoted).decode("utf-8", "replace")
+
+
+def _decode(page: bytes) -> tuple[str, str]:
+    """Page text and the charset used: the declared one, else UTF-8, else latin-1 (never fails)."""
+    declared = _CHARSET.search(page[:_HEAD_BYTES])
+    candidates = [declared[1].decode("ascii").lower()] if declared else []
+    for charset in candidates + ["utf-8"]:
+        try:
+            return page.decode(charset), charset
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return page.decode("latin-1"), "latin-1"
+
+
+def _clean(fragment: str | None) -> str | None:
+    if fragment is None:
+        return None
+    text = _SPACES.sub(" ", html.unescape(_TAG.sub("", fragment))).strip()
+    return text or None
+
+
+def read_article(page: bytes) -> Article:
+    """Parse an article page (`NNNNNN.html`) of any age and charset; missing parts are None."""
+    text, charset = _decode(page)
+    heading = _H1.search(text) or _TITLE.search(text)
+    subject = heading[1] if heading else None
+    after = heading.end() if heading else 0
+    author = _BOLD.search(text, after)
+    when = _ITALIC.search(text, author.end() if author else after)
+    return Article(
+        message_id=message_id_in(page),
+        subject=_clean(subject),
+        author=_clean(author[1]) if author else None,
+        date=_clean(when[1]) if when else None,
+        has_body=_BEGIN in page and page.find(_END) > page.find(_BEGIN),
+        charset=charset,
+    )
+
+
+@dataclass(frozen=True)
+class ArticleRef:
+    """One article file of a list's pipermail folder and the Message-ID its page carries."""
+
+    volume: str
+    number: int
+    relative_url: str
+    path: Path
+    message_id: str | None
+
+
+def _head_message_id(path: Path) -> str | None:
+    """The page's Message-ID, reading only as much of the file as it takes to find it."""
+    with path.open("rb") as page:
+        data = page.read(_HEAD_BYTES)
+        while True:
+            # A value cut by the end of `data` does not match: the pattern wants its terminator.
+            match = _IN_REPLY_TO.search(data)
+            if match is not None:
+                return _unquote_id(match[1])
+            more = page.read(len(data))
+            if not more:
+                # The last link may end the file without a terminator; give it one.
+                return message_id_in(data + b'"')
+            data += more
+
+
+def volumes(list_dir: Path) -> list[tuple[str, int, date]]:
+    """The volume folders of a list's pipermail folder, oldest first: (name, frequency, start)."""
+    found = []
+    with os.scandir(list_dir) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                try:
+                    frequency, start = parse_volume_name(entry.name)
+                except ValueError:
+                    continue
+                found.append((entry.name, frequency, start))
+    return sorted(found, key=lambda item: (item[2], item[0]))
+
+
+def walk_archive(list_dir: str | os.PathLike[str]) -> Iterator[ArticleRef]:
+    """Every `<volume>/<NNNNNN>.html` under a list's pipermail folder, in volume then number order.
+
+    `relative_url` is the path below the list's archive URL (`2019-February/000123.html`). Folders
+    that are not volumes (`attachments/`, `database/`) are skipped. Streams: one volume's file
+    names are held at a time, and each page is read only up to its Message-ID.
+    """
+    list_dir = Path(list_dir)
+    for name, _, _ in volumes(list_dir):
+        folder = list_dir / name
+        with os.scandir(folder) as entries:
+            articles = sorted(
+                (int(match[1]), entry.name)
+                for entry in entries
+                if (match := _ARTICLE_FILE.fullmatch(entry.name)) and entry.is_file()
+            )
+        for number, filename in articles:
+            path = folder / filename
+            yield ArticleRef(name, number, f"{name}/{filename}", path, _head_message_id(path))

@@ -1,0 +1,507 @@
+"""mbox lint and cleaned copy, on small handmade archives shaped like Mailman 2.1's.
+
+`mailbox.mbox` is what `hyperkitty_import` reads the archive with, so the tests check the prepared
+copy through it: the messages it finds are the true messages, with the same bodies.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.policy
+import json
+import mailbox
+import os
+import re
+import sqlite3
+import subprocess
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from migrate.archives import mbox
+from migrate.archives.mbox import PROBLEM_KINDS, prepare, scan
+from migrate.archives.msgid import message_hash, normalise
+from migrate.core.paths import LAB_ROOT
+
+LIST = "team@lists.example.org"
+SEP = b"From alice@example.org  Mon Feb  8 10:00:00 2016\n"
+
+
+def message(*headers: bytes, body: bytes = b"Hello.\n", separator: bytes = SEP) -> bytes:
+    """One mbox entry the way Mailman 2.1's archiver appends it: From_ line, headers, body, blank."""
+    return separator + b"".join(h + b"\n" for h in headers) + b"\n" + body + b"\n"
+
+
+def ordinary(number: int, body: bytes = b"Hello.\n") -> bytes:
+    return message(
+        b"From: Alice <alice@example.org>",
+        b"Date: Mon, 08 Feb 2016 10:00:00 +0100",
+        f"Subject: message {number}".encode(),
+        f"Message-ID: <m{number}@example.org>".encode(),
+        body=body,
+    )
+
+
+def write(tmp_path: Path, content: bytes, name: str = "team.mbox") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def python_mbox(path: Path) -> list[bytes]:
+    """The messages `mailbox.mbox` (hyperkitty_import's reader) finds, as bytes without From_ line."""
+    box = mailbox.mbox(str(path), create=False)
+    try:
+        return [box.get_bytes(key) for key in box.iterkeys()]
+    finally:
+        box.close()
+
+
+def body_of(raw: bytes) -> bytes:
+    return raw.split(b"\n\n", 1)[1] if b"\n\n" in raw else b""
+
+
+def header_of(raw: bytes, name: str) -> str | None:
+    value = email.message_from_bytes(raw, policy=email.policy.compat32)[name]
+    return None if value is None else str(value)
+
+
+def prepared(tmp_path: Path, content: bytes, **options) -> tuple[Path, object]:
+    src = write(tmp_path, content)
+    dst = tmp_path / "team.prepared.mbox"
+    return dst, prepare(src, dst, list_name=LIST, **options)
+
+
+# --- scan -----------------------------------------------------------------------------------------
+
+def test_clean_archive(tmp_path):
+    content = ordinary(1) + ordinary(2) + ordinary(3)
+    report = scan(write(tmp_path, content))
+    assert report.clean, report.counts
+    assert report.messages == 3
+    assert report.message_ids == ["<m1@example.org>", "<m2@example.org>", "<m3@example.org>"]
+    assert report.offsets == [m.start() for m in re.finditer(rb"^From alice", content, re.M)]
+    assert report.size == len(content)
+    assert set(report.counts) == set(PROBLEM_KINDS)
+    json.dumps(report.to_json())
+
+
+def test_clean_archive_is_copied_unchanged(tmp_path):
+    content = ordinary(1) + ordinary(2)
+    dst, result = prepared(tmp_path, content)
+    assert dst.read_bytes() == content
+    assert result.changes == [] and result.unresolved == []
+    assert result.message_ids == ["<m1@example.org>", "<m2@example.org>"]
+
+
+def test_unescaped_from_lines_do_not_count_as_messages(tmp_path):
+    body = (
+        b"Quoting the log:\n"
+        b"\n"
+        b"From here on it is broken.\n"                          # not a From_ line at all
+        b"From bob@example.org Tue Feb  9 11:00:00 2016\n"        # From_ shaped, but no header follows
+        b"and then the body goes on\n"
+        b">From an already escaped line\n"
+    )
+    content = ordinary(1, body) + ordinary(2)
+    src = write(tmp_path, content)
+    assert len(python_mbox(src)) == 4, "mailbox.mbox cuts the first message at each From line"
+
+    report = scan(src)
+    assert report.messages == 2
+    assert report.counts["unescaped_from_line"] == 2
+    assert [p.line for p in report.examples if p.kind == "unescaped_from_line"] == [9, 10]
+
+    dst, result = prepared(tmp_path, content)
+    messages = python_mbox(dst)
+    assert len(messages) == 2
+    assert body_of(messages[0]) == body.replace(b"\nFrom ", b"\n>From ")
+    assert [c.kind for c in result.changes] == ["escaped_from_line", "escaped_from_line"]
+    assert result.changes[0].before == "From here on it is broken."
+    assert result.changes[0].after == ">From here on it is broken."
+    assert result.changes[0].message_index == 0 and result.changes[0].line == 9
+    assert b">From an already escaped line\n" in dst.read_bytes()
+    assert b">>From" not in dst.read_bytes()
+
+
+def test_separator_needs_a_header_on_the_next_line(tmp_path):
+    # A From_ shaped line at the very end, and one followed by a blank line: both are body text.
+    content = ordinary(1, b"text\n\nFrom bob@example.org Tue Feb  9 11:00:00 2016\n\nmore\n") + ordinary(2)
+    content += b"From carol@example.org Wed Feb 10 12:00:00 2016\n"
+    report = scan(write(tmp_path, content))
+    assert report.messages == 2
+    assert report.counts["unescaped_from_line"] == 2
+
+
+def test_separator_variants_mailman_wrote(tmp_path):
+    separators = [
+        b"From alice@example.org Mon Feb  8 10:00:00 2016\n",
+        b"From alice@example.org  Mon Feb 08 10:00:00 2016\n",
+        b"From alice@example.org Mon Feb  8 10:00 2016\n",
+        b"From alice@example.org Mon Feb  8 10:00:00 CET 2016\n",
+        b"From alice@example.org Mon Feb  8 10:00:00 2016 +0100\n",
+        b"From alice@example.org Mon Feb  8 10:00:00 2016\r\n",
+    ]
+    content = b"".join(message(b"Message-ID: <s%d@x>" % i, b"Date: Mon, 08 Feb 2016 10:00:00 +0100",
+                               b"From: a@example.org", separator=sep) for i, sep in enumerate(separators))
+    report = scan(write(tmp_path, content))
+    assert report.messages == len(separators)
+
+
+def test_separator_without_blank_line_still_separates(tmp_path):
+    # Mailman 2.1's Mailbox.AppendMessage adds no blank line after a body without final newline.
+    first = ordinary(1, b"no final newline")
+    content = first + ordinary(2)
+    report = scan(write(tmp_path, content))
+    assert report.messages == 2
+    assert report.counts["separator_without_blank_line"] == 1
+    dst, result = prepared(tmp_path, content)
+    assert dst.read_bytes() == content
+    assert len(python_mbox(dst)) == 2
+
+
+def test_leading_text_is_reported_and_its_from_lines_escaped(tmp_path):
+    content = b"junk before the archive\nFrom the start\n\n" + ordinary(1)
+    report = scan(write(tmp_path, content))
+    assert report.messages == 1
+    assert report.counts["leading_text"] == 1
+    assert report.counts["unescaped_from_line"] == 1
+    dst, result = prepared(tmp_path, content)
+    assert len(python_mbox(dst)) == 1
+    assert result.changes[0].message_index is None
+
+
+def test_missing_message_id_gets_a_stable_generated_one(tmp_path):
+    lacking = message(b"From: a@example.org", b"Date: Mon, 08 Feb 2016 10:00:00 +0100", b"Subject: no id",
+                      body=b"first\n")
+    other = message(b"From: a@example.org", b"Date: Mon, 08 Feb 2016 10:00:00 +0100", b"Subject: no id",
+                    body=b"second\n")
+    content = ordinary(1) + lacking + other
+    report = scan(write(tmp_path, content))
+    assert report.counts["missing_message_id"] == 2
+    assert report.message_ids == ["<m1@example.org>", None, None]
+
+    dst, result = prepared(tmp_path, content)
+    assigned = result.assigned_ids
+    assert sorted(assigned) == [1, 2]
+    assert assigned[1] != assigned[2]
+    assert all(re.fullmatch(r"<migrate\.[a-z2-7]{32}@lists\.example\.org>", v) for v in assigned.values())
+    messages = python_mbox(dst)
+    assert [header_of(m, "Message-ID") for m in messages] == ["<m1@example.org>", assigned[1], assigned[2]]
+    # Inserted after the last header, nothing else touched.
+    assert b"Subject: no id\nMessage-ID: " + assigned[1].encode() + b"\n\nfirst\n" in dst.read_bytes()
+    assert result.message_ids == ["<m1@example.org>", assigned[1], assigned[2]]
+    change = [c for c in result.changes if c.message_index == 1][0]
+    assert change.offset == len(ordinary(1)) and change.before is None
+
+    again = tmp_path / "again.mbox"
+    prepare(tmp_path / "team.mbox", again, list_name=LIST)
+    assert again.read_bytes() == dst.read_bytes()
+
+
+@pytest.mark.parametrize("value", [b"Message-ID:", b"Message-ID: <>", b"Message-ID: < >", b"Message-Id: <\xc3\xa9>"])
+def test_unusable_message_id_is_replaced(tmp_path, value):
+    content = message(b"From: a@example.org", value, b"Subject: s")
+    dst, result = prepared(tmp_path, content)
+    (change,) = result.changes
+    assert change.kind == "assigned_message_id"
+    name = value.split(b":")[0]
+    assert dst.read_bytes().split(b"\n")[2] == name + b": " + change.after.encode()
+
+
+def test_decorated_message_ids_are_normalised(tmp_path):
+    content = (
+        message(b"From: a@example.org", b"Message-ID:\n <folded@example.org>")
+        + message(b"From: a@example.org", b"Message-Id: <c@example.com> (added by postmaster@example.com)")
+        + message(b"From: a@example.org", b"Message-ID: bare@example.org")
+        + message(b"From: a@example.org", b"Message-ID: <a;b@example.org>")
+    )
+    report = scan(write(tmp_path, content))
+    assert report.counts["decorated_message_id"] == 4
+    assert report.counts["unsafe_message_id"] == 1
+    expected = ["<folded@example.org>", "<c@example.com>", "<bare@example.org>", "<a%3Bb@example.org>"]
+    assert report.message_ids == expected
+
+    dst, result = prepared(tmp_path, content)
+    assert [c.kind for c in result.changes] == ["normalised_message_id"] * 4
+    assert result.changes[0].before == "Message-ID:\n <folded@example.org>"
+    assert result.changes[1].after == "Message-Id: <c@example.com>"
+    assert [header_of(m, "Message-ID") for m in python_mbox(dst)] == expected
+    assert result.message_ids == expected
+
+
+def test_duplicates_are_kept_and_reported(tmp_path):
+    content = ordinary(1) + ordinary(2) + ordinary(1, b"same id, other body\n") + message(
+        b"From: a@example.org", b"Message-ID: < m1@example.org >")
+    report = scan(write(tmp_path, content))
+    assert report.messages == 4
+    assert report.counts["duplicate_message_id"] == 2
+    assert report.duplicates == {"<m1@example.org>": [0, 2, 3]}
+    dst, result = prepared(tmp_path, content)
+    assert len(python_mbox(dst)) == 4
+    assert result.duplicates == {"<m1@example.org>": [0, 2, 3]}
+
+
+def test_multiple_message_id_headers(tmp_path):
+    content = message(b"From: a@example.org", b"Message-ID: <one@x>", b"Message-ID: <two@x>")
+    report = scan(write(tmp_path, content))
+    assert report.counts["multiple_message_id_headers"] == 1
+    assert report.message_ids == ["<one@x>"]
+
+
+def decoded_subject(raw: bytes) -> str:
+    return str(email.header.make_header(email.header.decode_header(header_of(raw, "Subject"))))
+
+
+def test_utf8_header_is_encoded(tmp_path):
+    content = message(b"From: a@example.org", b"Message-ID: <u@x>", "Subject: Grüße aus Köln".encode())
+    report = scan(write(tmp_path, content))
+    assert report.counts["undecodable_header"] == 1
+    dst, result = prepared(tmp_path, content)
+    (change,) = result.changes
+    assert change.kind == "encoded_header" and change.detail == "decoded as utf-8"
+    (raw,) = python_mbox(dst)
+    assert decoded_subject(raw) == "Grüße aus Köln"
+    assert raw.isascii()
+
+
+def test_latin1_header_uses_the_declared_charset(tmp_path):
+    content = message(b"From: a@example.org", b"Message-ID: <l@x>", "Subject: Grüße".encode("latin-1"),
+                      b"Content-Type: text/plain; charset=\"ISO-8859-1\"")
+    dst, result = prepared(tmp_path, content)
+    assert result.changes[0].detail == "decoded as iso-8859-1"
+    assert decoded_subject(python_mbox(dst)[0]) == "Grüße"
+
+
+def test_latin1_header_without_charset_is_left_and_reported(tmp_path):
+    content = message(b"From: a@example.org", b"Message-ID: <l@x>", "Subject: Grüße".encode("latin-1"))
+    dst, result = prepared(tmp_path, content)
+    assert result.changes == []
+    (unresolved,) = result.unresolved
+    assert unresolved.kind == "undecodable_header" and unresolved.before == "Subject: Gr\\xfc\\xdfe"
+    assert dst.read_bytes() == content
+
+    dst, result = prepared(tmp_path, content, fallback_charset="iso-8859-1")
+    assert [c.kind for c in result.changes] == ["encoded_header"]
+    assert decoded_subject(python_mbox(dst)[0]) == "Grüße"
+
+
+def test_address_header_encodes_the_display_name_only(tmp_path):
+    content = message("From: Jürgen Müller <juergen@example.org>".encode(), b"Message-ID: <a@x>",
+                      "Cc: Zoë <zoe@example.org>, bob@example.org".encode())
+    dst, result = prepared(tmp_path, content)
+    assert [c.kind for c in result.changes] == ["encoded_header", "encoded_header"]
+    parsed = email.message_from_bytes(python_mbox(dst)[0], policy=email.policy.default)
+    assert parsed["From"].addresses[0].display_name == "Jürgen Müller"
+    assert parsed["From"].addresses[0].addr_spec == "juergen@example.org"
+    assert [a.addr_spec for a in parsed["Cc"].addresses] == ["zoe@example.org", "bob@example.org"]
+
+
+def test_non_ascii_sender_address_is_reported(tmp_path):
+    content = message("From: jürgen@example.org".encode(), b"Message-ID: <a@x>")
+    report = scan(write(tmp_path, content))
+    assert report.counts["non_ascii_sender"] == 1
+    dst, result = prepared(tmp_path, content)
+    assert [c.kind for c in result.unresolved] == ["undecodable_header"]
+    assert result.unresolved[0].detail == "RFC 2047 cannot encode this field"
+
+
+def test_structured_8bit_header_is_left(tmp_path):
+    content = message(b"From: a@example.org", b"Message-ID: <a@x>", b"References: <caf\xc3\xa9@x>")
+    dst, result = prepared(tmp_path, content)
+    assert [c.kind for c in result.unresolved] == ["undecodable_header"]
+    assert dst.read_bytes() == content
+
+
+def test_dates_and_empty_messages(tmp_path):
+    content = (
+        message(b"From: a@example.org", b"Message-ID: <d1@x>")
+        + message(b"From: a@example.org", b"Message-ID: <d2@x>", b"Date: the day after tomorrow")
+        + message(b"From: a@example.org", b"Message-ID: <d3@x>", b"Date: Mon, 08 Feb 2016 10:00:00 +0100",
+                  body=b"")
+    )
+    report = scan(write(tmp_path, content))
+    assert report.counts["missing_date"] == 1
+    assert report.counts["unparseable_date"] == 1
+    assert report.counts["empty_message"] == 1
+    assert report.messages == 3
+
+
+def test_crlf_archive(tmp_path):
+    content = (ordinary(1, b"line\nFrom here\n") + ordinary(2)).replace(b"\n", b"\r\n")
+    content += message(b"From: a@example.org", b"Subject: none").replace(b"\n", b"\r\n")
+    report = scan(write(tmp_path, content))
+    assert report.messages == 3
+    dst, result = prepared(tmp_path, content)
+    out = dst.read_bytes()
+    assert b">From here\r\n" in out
+    assert re.search(rb"Subject: none\r\nMessage-ID: <migrate\.[a-z2-7]+@lists\.example\.org>\r\n\r\n", out)
+    assert out.count(b"\n") == out.count(b"\r\n")
+
+
+KITCHEN_SINK = (
+    b"stray text\n\n"
+    + ordinary(1, b"a\nFrom here\n\nFrom bob@example.org Tue Feb  9 11:00:00 2016\nstill body\n")
+    + message(b"From: a@example.org", b"Subject: no id")
+    + message(b"From: a@example.org", b"Message-ID:\n   <folded@x> (comment)", "Subject: Grüße".encode())
+    + message(b"From: a@example.org", b"Message-ID: <>", "Subject: Gr\xfc\xdfe".encode("latin-1"))
+    + message(b"From: a@example.org", b"Message-ID: <a;b@x>", "From: Zoë <z@example.org>".encode())
+    + ordinary(1)
+)
+
+
+def test_prepare_is_idempotent_and_deterministic(tmp_path):
+    src = write(tmp_path, KITCHEN_SINK)
+    first, second, third = (tmp_path / n for n in ("first.mbox", "second.mbox", "third.mbox"))
+    result = prepare(src, first, list_name=LIST)
+    assert result.counts["escaped_from_line"] == 2
+    assert prepare(src, second, list_name=LIST).to_json() | {"dst": ""} == result.to_json() | {"dst": ""}
+    assert first.read_bytes() == second.read_bytes()
+
+    again = prepare(first, third, list_name=LIST)
+    assert third.read_bytes() == first.read_bytes()
+    assert again.changes == []
+    assert again.message_ids == result.message_ids
+    assert [c.kind for c in again.unresolved] == [c.kind for c in result.unresolved]
+
+    report = scan(first)
+    assert report.counts["unescaped_from_line"] == 0
+    assert report.counts["missing_message_id"] == 0
+    assert report.counts["decorated_message_id"] == 0
+    assert report.message_ids == result.message_ids
+    json.dumps(result.to_json())
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 333])
+def test_block_boundaries_change_nothing(tmp_path, block):
+    """The reader works in blocks of whole lines; any block size gives the same results."""
+    src = write(tmp_path, KITCHEN_SINK + ordinary(9, b"x" * 1000 + b"\nFrom y\n"))
+    expected_report = scan(src).to_json()
+    expected = prepare(src, tmp_path / "expected.mbox", list_name=LIST).to_json()
+    with mock.patch.object(mbox, "_BLOCK_BYTES", block):
+        assert scan(src).to_json() == expected_report
+        result = prepare(src, tmp_path / "small-blocks.mbox", list_name=LIST).to_json()
+    assert result | {"dst": ""} == expected | {"dst": ""}
+    assert (tmp_path / "small-blocks.mbox").read_bytes() == (tmp_path / "expected.mbox").read_bytes()
+
+
+def test_prepared_ids_are_what_mailbox_readers_see(tmp_path):
+    dst, result = prepared(tmp_path, KITCHEN_SINK)
+    messages = python_mbox(dst)
+    assert len(messages) == result.messages == 6
+    for raw, expected in zip(messages, result.message_ids):
+        value = header_of(raw, "Message-ID")
+        assert value == expected and normalise(value) == value
+    assert len({message_hash(m) for m in result.message_ids}) == 5  # one duplicate
+
+
+def test_prepare_in_place_and_no_temporary_left(tmp_path):
+    src = write(tmp_path, KITCHEN_SINK)
+    prepare(src, src, list_name=LIST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["team.mbox"]
+    assert scan(src).counts["unescaped_from_line"] == 0
+
+
+def test_failed_prepare_leaves_destination_alone(tmp_path):
+    src = write(tmp_path, message(b"From: a@example.org", b"Subject: no id"))
+    dst = write(tmp_path, b"previous copy", name="dst.mbox")
+    with pytest.raises(ValueError):
+        prepare(src, dst, list_name="not-an-address")
+    assert dst.read_bytes() == b"previous copy"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst.mbox", "team.mbox"]
+
+
+# --- property: prepare never loses or adds a message --------------------------------------------
+
+text_line = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n\r:", exclude_categories=["Cs"]),
+                    max_size=30).map(lambda s: s.encode() + b"\n")
+from_line = st.sampled_from([
+    b"From here on\n", b"From bob@example.org Tue Feb  9 11:00:00 2016\n",
+    b"From \n", b">From quoted\n", b"From alice@example.org  Mon Feb  8 10:00:00 2016 +0100\n",
+])
+body_lines = st.lists(st.one_of(text_line, from_line, st.just(b"\n")), max_size=8)
+headers = st.lists(st.sampled_from([
+    b"Subject: plain", b"Date: Mon, 08 Feb 2016 10:00:00 +0100", b"Message-ID: <fixed@x>",
+    b"Message-ID:\n <folded@x>", "Subject: Grüße".encode(), b"X-Note: \xe9t\xe9", b"To: list@example.org",
+]), max_size=4)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          deadline=None)
+@given(st.lists(st.tuples(headers, body_lines), min_size=1, max_size=6), st.sampled_from([1, 50, 1 << 22]))
+def test_prepare_keeps_every_message_and_body(tmp_path, entries, block):
+    bodies = [b"".join(lines) for _, lines in entries]
+    content = b"".join(message(b"From: a@example.org", *hdrs, body=body) for (hdrs, _), body in zip(entries, bodies))
+    src = write(tmp_path, content)
+    dst = tmp_path / "out.mbox"
+
+    with mock.patch.object(mbox, "_BLOCK_BYTES", block):
+        assert scan(src).messages == len(entries)
+        result = prepare(src, dst, list_name=LIST)
+    messages = python_mbox(dst)
+    assert result.messages == len(messages) == len(entries)
+    for raw, body in zip(messages, bodies):
+        escaped = b"".join(b">" + line if line.startswith(b"From ") else line
+                           for line in body.splitlines(keepends=True))
+        assert body_of(raw) == escaped
+    assert prepare(dst, tmp_path / "again.mbox", list_name=LIST).changes == []
+
+
+# --- the real importer --------------------------------------------------------------------------
+
+MAILMAN_WEB = LAB_ROOT / "venvs" / "mailman-web" / "bin" / "mailman-web"
+REAL_CASES = (
+    ordinary(1, b"a\nFrom here\n\nFrom bob@example.org Tue Feb  9 11:00:00 2016\nstill body\n")
+    + message(b"From: a@example.org", b"Subject: no id")
+    + message(b"From: a@example.org", b"Message-ID:\n   <folded@x> (comment)", "Subject: Grüße".encode())
+    + message(b"From: a@example.org", b"Message-ID: <>", "Subject: Gr\xfc\xdfe".encode("latin-1"))
+    + message(b"From: a@example.org", b"Message-ID: <a;b@x>", b"Subject: cut by the parser")
+    + message("From: Zoë <z@example.org>".encode(), b"Message-ID: <a(b)c@x>", b"Subject: paren")
+    + message(b"From: a@example.org", b"Message-ID: <@nolocal.example>", b"Subject: IndexError")
+    + ordinary(1, b"same id again\n")
+    + message(b"From: a@example.org", b"Message-ID: < >", b"Subject: IndexError too")
+    + ordinary(2)
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MAILMAN_WEB.exists(), reason="the lab's HyperKitty venv is not installed")
+def test_hyperkitty_imports_the_prepared_copy_with_the_predicted_ids(tmp_path):
+    """HyperKitty 1.3.12's own hyperkitty_import, on a private SQLite database.
+
+    Unprepared, this archive loses messages: the body's From lines split the first message, and
+    `<@nolocal.example>` stops the import with an IndexError from the email package.
+    """
+    settings = tmp_path / "settings.py"
+    settings.write_text(f"""from mailman_web.settings.base import *
+from mailman_web.settings.mailman import *
+SECRET_KEY = "test only"
+ALLOWED_HOSTS = ["localhost"]
+DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": "{tmp_path}/hyperkitty.db"}}}}
+HAYSTACK_CONNECTIONS = {{"default": {{"ENGINE": "haystack.backends.whoosh_backend.WhooshEngine",
+                                      "PATH": "{tmp_path}/index"}}}}
+MAILMAN_REST_API_URL = "http://127.0.0.1:9/"
+MAILMAN_ARCHIVER_KEY = "unused"
+COMPRESS_ENABLED = False
+Q_CLUSTER = {{"orm": "default", "sync": True}}
+LOGGING = {{"version": 1, "disable_existing_loggers": False}}
+""")
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+    env["MAILMAN_WEB_CONFIG"] = str(settings)
+    dst, result = prepared(tmp_path, REAL_CASES)
+    for argv in (["migrate", "-v0"], ["hyperkitty_import", "--no-sync-mailman", "-l", LIST, str(dst)]):
+        run = subprocess.run([str(MAILMAN_WEB), *argv], env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+
+    with sqlite3.connect(tmp_path / "hyperkitty.db") as db:
+        stored = db.execute("SELECT e.message_id, e.message_id_hash FROM hyperkitty_email e JOIN "
+                            "hyperkitty_mailinglist l ON e.mailinglist_id = l.id WHERE l.name = ? ORDER BY e.id",
+                            (LIST,)).fetchall()
+    unique = list(dict.fromkeys(result.message_ids))
+    assert result.messages == 10 and len(unique) == 9
+    assert [row[0] for row in stored] == [msgid[1:-1] for msgid in unique]
+    assert [row[1] for row in stored] == [message_hash(msgid) for msgid in unique]
