@@ -9,6 +9,20 @@ from migrate.core.paths import PROJECT_ROOT
 LAB_INVENTORY = PROJECT_ROOT / "inventories" / "lab.yaml"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lab_to_ourselves():
+    """One test session at a time on this machine: the lab's hosts and services are shared, and
+    tests compare their state before and after. A second session waits here for the first."""
+    import fcntl
+
+    from migrate.core.paths import LAB_ROOT
+
+    LAB_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(LAB_ROOT / ".test-session.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def lab_inventory():
     """The loaded lab inventory; shared by the session, so treat it as read-only."""

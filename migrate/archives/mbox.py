@@ -30,6 +30,7 @@ import email.message
 import email.utils
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -481,9 +482,11 @@ def _prepare_message(chunk: _Chunk, list_name: str, fallback_charset: str | None
                      result: PrepareResult) -> bytes:
     analysis = _analyse(chunk)
     data = chunk.data
-    # Edits as (start, end, replacement) on the original bytes, applied in one pass at the end;
-    # records as (byte offset, record, resolved) until their line numbers are known.
-    edits: list[tuple[int, int, bytes]] = []
+    # Edits as (start, end, rank, replacement) on the original bytes, applied in one pass at the
+    # end; at one offset a header inserted after the last field (rank 0) goes before the `>` of a
+    # body line starting there (rank 1). Records wait as (byte offset, record, resolved) until
+    # their line numbers are known.
+    edits: list[tuple[int, int, int, bytes]] = []
     records: list[tuple[int, Change, bool]] = []
 
     def change(kind: str, position: int, before: bytes | None, after: bytes | str | None,
@@ -496,7 +499,7 @@ def _prepare_message(chunk: _Chunk, list_name: str, fallback_charset: str | None
 
     for position in analysis.from_lines:
         line = data[position:_line_after(data, position)]
-        edits.append((position, position, b">"))
+        edits.append((position, position, 1, b">"))
         change("escaped_from_line", position, line, b">" + line)
 
     id_field = analysis.message_id_field
@@ -505,17 +508,17 @@ def _prepare_message(chunk: _Chunk, list_name: str, fallback_charset: str | None
         msgid = deterministic_id(_identity_bytes(_escape_from_lines(data, analysis.from_lines)), list_name)
         if id_field is not None:
             new_line = id_field.name + b": " + msgid.encode("ascii") + _eol(data, id_field.end)
-            edits.append((id_field.start, id_field.end, new_line))
+            edits.append((id_field.start, id_field.end, 0, new_line))
             change("assigned_message_id", id_field.start, data[id_field.start:id_field.end], msgid,
                    "the Message-ID had nothing usable")
         else:
             new_line = b"Message-ID: " + msgid.encode("ascii") + _eol(data, _line_after(data, 0))
-            edits.append((analysis.body_start, analysis.body_start, new_line))
+            edits.append((analysis.body_start, analysis.body_start, 0, new_line))
             change("assigned_message_id", analysis.body_start, None, msgid, "the message had no Message-ID")
     elif id_field is not None and (analysis.raw_message_id != msgid
                                    or b"\n" in data[id_field.start:id_field.end - 1]):
         new_line = id_field.name + b": " + msgid.encode("ascii") + _eol(data, id_field.end)
-        edits.append((id_field.start, id_field.end, new_line))
+        edits.append((id_field.start, id_field.end, 0, new_line))
         change("normalised_message_id", id_field.start, data[id_field.start:id_field.end], new_line)
 
     candidates = ["utf-8"]
@@ -533,7 +536,7 @@ def _prepare_message(chunk: _Chunk, list_name: str, fallback_charset: str | None
                       else "RFC 2047 cannot encode this field")
             change("undecodable_header", fld.start, original, None, reason, resolved=False)
             continue
-        edits.append((fld.start, fld.end, encoded))
+        edits.append((fld.start, fld.end, 0, encoded))
         change("encoded_header", fld.start, original, encoded, f"decoded as {decoded[0]}")
 
     records.sort(key=lambda item: item[0])
@@ -542,7 +545,7 @@ def _prepare_message(chunk: _Chunk, list_name: str, fallback_charset: str | None
     result.message_ids.append(msgid)
 
     parts, last = [], 0
-    for start, end, replacement in sorted(edits, key=lambda edit: (edit[0], edit[1])):
+    for start, end, _, replacement in sorted(edits, key=lambda edit: edit[:3]):
         parts += [data[last:start], replacement]
         last = end
     parts.append(data[last:])
@@ -587,7 +590,8 @@ def prepare(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, list_na
                     result.duplicates.setdefault(msgid, [first]).append(chunk.index)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
+        # The copy is as private as the original (Mailman 2 keeps private archives 0660).
+        os.chmod(temporary, stat.S_IMODE(src.stat().st_mode))
         os.replace(temporary, dst)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

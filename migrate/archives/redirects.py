@@ -20,7 +20,10 @@ or `/cgi-bin/mailman/private/<list>/` (Mailman 2's default URL pattern is `/mail
 `/cgi-bin/mailman/`), and the CGI scripts listinfo, admin, admindb, options, subscribe, roster and
 private under both prefixes.
 
-Keys are decoded paths, as nginx's `$uri` and Apache's `%{REQUEST_URI}` hold them.
+Keys are decoded paths, as nginx's `$uri` and Apache's `%{REQUEST_URI}` hold them. nginx compares
+map keys ignoring ASCII case, so `build_map` treats paths that differ only in case as one path.
+`archive_entries` makes the entries of a whole list from its pipermail walk and the ids HyperKitty
+holds.
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from .msgid import message_hash, normalise
-from .pipermail import DAILY, MONTHLY, parse_volume_name
+from .pipermail import DAILY, MONTHLY, ArticleRef, parse_volume_name
 
 HYPERKITTY = "/hyperkitty"
 POSTORIUS = "/postorius"
@@ -49,7 +52,8 @@ APACHE_MAP = "migrate"
 _TARGET = re.compile(r"/[A-Za-z0-9\-._~:/?#\[\]@!&()*+,;=%]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Bytes mod_rewrite's `int:escape` (ap_escape_uri, T_OS_ESCAPE_PATH in httpd's gen_test_char.c)
-# leaves alone; everything else becomes %xx with lowercase hex (httpd util.c c2x).
+# leaves alone; everything else becomes %xx with lowercase hex (httpd util.c c2x). Apache 2.4 keeps
+# `;`, which 1.3 escaped; the tests ask a running Apache for every printable ASCII character.
 _APACHE_KEEP = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789$-_.+!*'(),:;@&=/~")
 _APACHE_ESCAPES = tuple(chr(b) if b in _APACHE_KEEP else f"%{b:02x}" for b in range(256))
 
@@ -60,6 +64,7 @@ class RedirectEntry:
 
     `source` names the legacy object the path shows (for an article `<list>/<volume>/<NNNNNN>`), so
     that several URLs of one article are told apart from two articles with the same Message-ID.
+    A message entry without one counts as its own article.
     """
 
     old_path: str
@@ -202,6 +207,43 @@ def list_entries(list_name: str, list_address: str) -> list[RedirectEntry]:
     return entries
 
 
+@dataclass(frozen=True)
+class UnmappedArticle:
+    """An article left to the static copy, and why."""
+
+    source: str
+    message_id: str | None
+    reason: str
+
+
+def archive_entries(list_name: str, list_address: str, articles: Iterable[ArticleRef], *,
+                    imported_ids: Collection[str]) -> tuple[list[RedirectEntry], list[UnmappedArticle]]:
+    """Entries for a list's whole pipermail archive: articles, volumes, the list's own pages.
+
+    An article is mapped only if HyperKitty holds its Message-ID (`imported_ids`, normalised, as
+    `mbox.prepare` lists them): pages can carry ids that are in no mbox message (Mailman 2's
+    Scrubber gave posts without a Message-ID one on the page only, and an unescaped `From ` line
+    made a page of a message's tail), and a redirect there would end on a 404.
+    """
+    entries: list[RedirectEntry] = []
+    unmapped: list[UnmappedArticle] = []
+    volumes: set[str] = set()
+    for article in articles:
+        volumes.add(article.volume)
+        normalised = normalise(article.message_id)
+        source = f"{list_name}/{article.volume}/{article.number:06d}"
+        if normalised is None:
+            unmapped.append(UnmappedArticle(source, article.message_id, "the page carries no usable Message-ID"))
+        elif normalised not in imported_ids:
+            unmapped.append(UnmappedArticle(source, normalised, "HyperKitty holds no message with this Message-ID"))
+        else:
+            entries.extend(article_entries(list_name, list_address, article.volume, article.number, normalised))
+    for volume in sorted(volumes):
+        entries.extend(volume_entries(list_name, list_address, volume))
+    entries.extend(list_entries(list_name, list_address))
+    return entries, unmapped
+
+
 def site_entries() -> list[RedirectEntry]:
     """Pages of the whole Mailman 2 site: the CGI scripts without a list, the pipermail root."""
     entries = [RedirectEntry(path, f"{HYPERKITTY}/", "site", "site") for path in (PIPERMAIL, PIPERMAIL + "/")]
@@ -249,7 +291,7 @@ def build_map(entries: Iterable[RedirectEntry]) -> RedirectMap:
         targets[folded].add(entry.new_url)
         spellings[folded].add(entry.old_path)
         if entry.kind == "message":
-            message_sources[entry.new_url].add(entry.source)
+            message_sources[entry.new_url].add(entry.source or entry.old_path)
             message_ids.setdefault(entry.new_url, entry.message_id)
             paths_by_target[entry.new_url].add(entry.old_path)
 
@@ -268,6 +310,7 @@ def build_map(entries: Iterable[RedirectEntry]) -> RedirectMap:
         for path in spellings[folded]:
             redirects[path] = url
     result.conflicts.sort(key=lambda conflict: conflict.old_paths)
+    result.rejected.sort(key=lambda rejected: (rejected.old_path, rejected.new_url))
     result.redirects = dict(sorted(redirects.items()))
     return result
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import re
 import select
@@ -36,6 +37,11 @@ from .errors import CommandError, HostKeyError, TransportError
 from .secrets import redact
 
 LOCAL = "local"  # the host name of the controller itself
+
+# paramiko logs failures that this module turns into errors naming the host; without a handler
+# Python would print them to stderr a second time, unredacted and out of context.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -296,6 +302,16 @@ class SSHTransport:
     @contextmanager
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> Iterator[int]:
         """Forward a free local loopback port to remote_host:remote_port on the host's side."""
+        # Fail now, and clearly, if nothing answers at the far end: the forward's own listener
+        # would accept connections and leave each client waiting.
+        transport = self.connect().client.get_transport()
+        try:
+            channel = transport.open_channel("direct-tcpip", (remote_host, remote_port), ("127.0.0.1", 0),
+                                             timeout=self._connect_timeout)
+            channel.close()
+        except (paramiko.ChannelException, paramiko.SSHException, EOFError, OSError) as exc:
+            raise TransportError(f"{self._label}: nothing answers at {remote_host}:{remote_port} "
+                                 f"as seen from the host: {exc}") from None
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             local_port = probe.getsockname()[1]

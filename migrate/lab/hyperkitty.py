@@ -225,9 +225,31 @@ class HyperKittyWeb:
         return ["env", "-u", "DJANGO_SETTINGS_MODULE", f"MAILMAN_WEB_CONFIG={self.settings_file}",
                 str(self.mailman_web_bin), *args]
 
-    def sync_lists(self) -> None:
-        """Import lists that core has and HyperKitty does not (HyperKitty's hourly job)."""
-        self._manage("runjob", "new_lists_from_mailman", timeout=120)
+    def sync_lists(self, list_addresses: Sequence[str] | None = None) -> None:
+        """Import lists from core that HyperKitty does not know yet; all of them by default.
+
+        All: HyperKitty's hourly `new_lists_from_mailman` job (it skips lists whose archive
+        policy is `never`). Named lists: fetched one by one, settings included.
+        """
+        if list_addresses is None:
+            self._manage("runjob", "new_lists_from_mailman", timeout=300)
+            return
+        code = ("from hyperkitty.lib.mailman import import_list_from_mailman\n"
+                f"for address in {sorted(list_addresses)!r}:\n"
+                "    import_list_from_mailman(address)\n")
+        self._manage("shell", "-c", code, timeout=300)
+
+    def delete_archives(self, list_addresses: Sequence[str]) -> None:
+        """Delete these lists and every message of theirs from HyperKitty's database.
+
+        Deleting a list (or its domain) in core leaves HyperKitty's copy behind, and every
+        `hyperkitty_import` then syncs each stale list with core again.
+        """
+        if not list_addresses:
+            return
+        code = ("from hyperkitty.models import MailingList; "
+                f"MailingList.objects.filter(name__in={sorted(list_addresses)!r}).delete()")
+        self._manage("shell", "-c", code, timeout=300)
 
     def gunicorn_pid(self) -> int | None:
         """The running gunicorn master's pid, if the pid file names one of this instance."""

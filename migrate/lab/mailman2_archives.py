@@ -66,7 +66,7 @@ import quopri
 import random
 import re
 import shutil
-import sys
+import string
 import time
 from dataclasses import asdict, dataclass, field
 from email import message_from_bytes
@@ -98,7 +98,8 @@ FLAGS = (
     "renumbered",  # its article number differs from its mbox position (after the rebuild)
 )
 
-SPAM_REMOVED = 2  # spam messages purged from RENUMBERED_LIST's mbox before the rebuild
+_SPAM_POSITIONS = (2, 5)  # live posts of RENUMBERED_LIST purged as spam before the rebuild
+SPAM_REMOVED = len(_SPAM_POSITIONS)
 IMPORTED_HISTORY = 6  # older messages put in front of RENUMBERED_LIST's mbox before the rebuild
 
 # Defaults.py values the archive depends on.
@@ -355,7 +356,6 @@ _HEADER_LINE = re.compile(rb"^(From |[\041-\071\073-\176]+:|[\t ])")
 class _Parsed:
     unixfrom: bytes | None
     headers: list[tuple[bytes, bytes]]
-    body: bytes
     raw: bytes  # the message without its From_ line
 
     def get(self, name: str) -> bytes | None:
@@ -367,6 +367,8 @@ class _Parsed:
 
 
 def _parse_py2(data: bytes) -> _Parsed:
+    """Headers as Python 2's feedparser gave them: the first line's value left-stripped, folded
+    lines kept with their line breaks, the last line break dropped."""
     lines = data.splitlines(keepends=True)
     unixfrom = None
     index = 0
@@ -382,28 +384,20 @@ def _parse_py2(data: bytes) -> _Parsed:
         if name is not None:
             headers.append((name, b"".join(value)[:-1].rstrip(b"\r\n")))
 
-    body_start = len(data)
-    offset = raw_start
     while index < len(lines):
         line = lines[index]
         if line[:1] in (b" ", b"\t") and name is not None:
             value.append(line)
-        elif line.strip(b"\r\n") == b"":
-            offset += len(line)
-            body_start = offset
-            break
-        elif not _HEADER_LINE.match(line) or b":" not in line:
-            # No header and no blank line: the email package takes this line as the body's first.
-            body_start = offset
+        elif line.strip(b"\r\n") == b"" or not _HEADER_LINE.match(line) or b":" not in line:
+            # A blank line ends the headers; so does a line that is no header (it starts the body).
             break
         else:
             flush()
             colon = line.index(b":")
             name, value = line[:colon], [line[colon + 1:].lstrip()]
-        offset += len(line)
         index += 1
     flush()
-    return _Parsed(unixfrom, headers, data[body_start:], data[raw_start:])
+    return _Parsed(unixfrom, headers, data[raw_start:])
 
 
 def _strip_separators(value: str) -> str:
@@ -429,6 +423,7 @@ def _floatdate(value: bytes | None, now: int) -> int | None:
     if parsed is None:
         return None
     try:
+        # A date without zone is local time to mktime_tz, which is UTC on this host.
         when = calendar.timegm(parsed[:6]) - (parsed[9] or 0)
     except (TypeError, ValueError, OverflowError):
         return None
@@ -649,7 +644,8 @@ def _body_text(rng: random.Random, language: str, name: str, quoted: str | None)
     return "\n".join(lines) + "\n"
 
 
-def _plan_timeline(rng: random.Random, count: int, start: int, span_days: int) -> list[tuple[int, int | None]]:
+def _plan_timeline(rng: random.Random, count: int, start: int, span_days: int
+                   ) -> list[tuple[int, int | None]]:
     """(received time, index of the message replied to) for `count` posts over about `span_days`."""
     reply_share, reply_gap = 0.45, 15 * 3600
     span = span_days * 86400
@@ -715,9 +711,9 @@ def _drafts(rng: random.Random, ml: _List, count: int, start: int, cases: dict[i
             message_id = None
         elif kind == ("duplicate_second",):
             message_id = next(d for d in drafts if d.case[:1] == ("duplicate_first",)).message_id
-        draft = _Draft(name=name, address=address, subject=subject, body=_body_text(rng, language, name, quoted),
-                       sent=sent, received=received, offset=offset, message_id=message_id, parent=parent,
-                       case=case)
+        body = _body_text(rng, language, name, quoted)
+        draft = _Draft(name=name, address=address, subject=subject, body=body, sent=sent, received=received,
+                       offset=offset, message_id=message_id, parent=parent, case=case)
         if parent is not None:
             draft.refs = (drafts[parent].refs + [_clean_id(drafts[parent].message_id)])[-5:]
         _apply_case(ml, draft)
@@ -737,7 +733,8 @@ def _apply_case(ml: _List, draft: _Draft) -> None:
         draft.header_charset = draft.body_charset = draft.case[1]
         return
     if kind == ("escaped_from",):
-        draft.body = draft.body.replace("\n\n-- ", "\nFrom the board: the hall is booked until 22:00.\n\n-- ", 1)
+        draft.body = draft.body.replace(
+            "\n\n-- ", "\nFrom the board: the hall is booked until 22:00.\n\n-- ", 1)
     elif kind == ("from_in_body",):
         draft.body = draft.body.replace(
             "\n\n-- ",
@@ -858,10 +855,14 @@ def _content(ml: _List, draft: _Draft, rng: random.Random) -> tuple[list[bytes],
         ]
         return [b"MIME-Version: 1.0", b'Content-Type: multipart/alternative; boundary="' + boundary + b'"'], \
             b"\n".join(parts)
-    return [b"MIME-Version: 1.0", b"Content-Type: " + text_type, b"Content-Transfer-Encoding: " + cte.encode()], body
+    content = [b"MIME-Version: 1.0", b"Content-Type: " + text_type,
+               b"Content-Transfer-Encoding: " + cte.encode()]
+    return content, body
 
 
-_BAD_DATES = ("Mittwoch, 05.03.2014 14:03", "08/02/2016 10:00:00", "letzten Dienstag, 10 Uhr")
+# Date headers no RFC 2822 parser reads: one from the imported history, one a sender's MUA wrote.
+_HISTORY_BAD_DATE = "Mittwoch, 05.03.2014 14:03"
+_SENDER_BAD_DATE = "08/02/2016 10:00:00"
 
 
 def _mangle_from(body: bytes) -> bytes:
@@ -879,9 +880,9 @@ def _compose(ml: _List, draft: _Draft, rng: random.Random) -> tuple[bytes, bytes
     clobbered = "clobbered_date" in draft.case
     bad_date = "bad_date" in draft.case
     if bad_date:
-        date_value = _BAD_DATES[0]
+        date_value = _HISTORY_BAD_DATE
     elif clobbered:
-        date_value = _BAD_DATES[1]
+        date_value = _SENDER_BAD_DATE
     head.append(f"Date: {date_value}".encode("ascii"))
     msgid_header = _message_id_header(draft)
     if msgid_header is not None:
@@ -911,7 +912,8 @@ def _compose(ml: _List, draft: _Draft, rng: random.Random) -> tuple[bytes, bytes
         f"X-Mailman-Version: {version}".encode(),
         b"Precedence: list",
         b"List-Id: " + list_id.encode("ascii"),
-        f"List-Unsubscribe: <{ml.web_page_url}options/{ml.name}>,\n\t<mailto:{request}?subject=unsubscribe>".encode(),
+        (f"List-Unsubscribe: <{ml.web_page_url}options/{ml.name}>,\n"
+         f"\t<mailto:{request}?subject=unsubscribe>").encode(),
         f"List-Archive: <{ml.archive_url}>".encode(),
         f"List-Post: <mailto:{ml.address}>".encode(),
         f"List-Help: <mailto:{request}?subject=help>".encode(),
@@ -995,7 +997,8 @@ def _fix_author(author: str) -> str:
         while i > 0 and words[i - 1].lower() in _SMALL_NAME_PARTS:
             i -= 1
     else:
-        while i > 0 and (words[i - 1][0] in "abcdefghijklmnopqrstuvwxyz" or words[i - 1].lower() in _SMALL_NAME_PARTS):
+        while i > 0 and (words[i - 1][0] in string.ascii_lowercase
+                         or words[i - 1].lower() in _SMALL_NAME_PARTS):
             i -= 1
     return " ".join(words[-1:] + words[i:-1]) + ", " + " ".join(words[:i])
 
@@ -1005,7 +1008,6 @@ class _Pipermail:
 
     def __init__(self, ml: _List, rng: random.Random):
         self.ml = ml
-        self.rng = rng
         self.sequence = 0
         self.volumes: dict[str, _Volume] = {}
         self.frozen: dict[tuple[str, int], bytes] = {}
@@ -1068,7 +1070,8 @@ class _Pipermail:
         if irt:
             match = re.search(r"(<.*>)", irt.decode("latin-1"))
             in_reply_to = _strip_separators(match.group(1)) if match else ""
-        references = [_strip_separators(r) for r in (parsed.get("references") or b"").decode("latin-1").split()]
+        references = [_strip_separators(r) for r in
+                      (parsed.get("references") or b"").decode("latin-1").split()]
         text_headers = [h + b": " + v for h, v in (
             (b"In-Reply-To", parsed.get("in-reply-to")), (b"References", parsed.get("references")),
             (b"Message-ID", raw_id)) if v]
@@ -1090,7 +1093,10 @@ class _Pipermail:
         if not ctype.startswith("multipart/"):
             message = message_from_bytes(parsed.raw)
             payload = message.get_payload(decode=True) or b""
-            charset = message.get_content_charset() or ("iso-2022-jp" if ml.charset == "euc-jp" else ml.charset)
+            # Without a charset HyperArch assumes the output charset of the list's, which for
+            # euc-jp is iso-2022-jp (email.Charset).
+            assumed = "iso-2022-jp" if ml.charset == "euc-jp" else ml.charset
+            charset = message.get_content_charset() or assumed
             try:
                 return payload.decode(charset), []
             except (UnicodeDecodeError, LookupError):
@@ -1115,6 +1121,11 @@ class _Pipermail:
                 texts.append(text if text.endswith("\n") else text + "\n")
                 continue
             extension = {"text/html": ".html", "application/pdf": ".pdf"}.get(part_type, ".bin")
+            if part_type == "text/html":
+                # ARCHIVE_HTML_SANITIZER 1: the HTML is saved escaped, in <tt>, one <br> per line.
+                escaped = html_quote(payload.decode("latin-1"))
+                lines = [line.expandtabs(8).replace(" ", "&nbsp;") for line in escaped.split("\n")]
+                payload = ("<tt>\n" + "<br>\n".join(lines) + "\n</tt>\n").encode("latin-1")
             path = f"{folder}/attachment{extension}"
             counter = 0
             while path in self.attachments:
@@ -1232,7 +1243,8 @@ class _Pipermail:
                 items.append("")
             else:
                 links.append(f'<LINK REL="{rel}"  HREF="{url_quote(other.filename)}">')
-                items.append(f'<LI>{label} <A HREF="{url_quote(other.filename)}">{q(other.subject)}\n</A></li>')
+                target = url_quote(other.filename)
+                items.append(f'<LI>{label} <A HREF="{target}">{q(other.subject)}\n</A></li>')
         seq = article.sequence
         sorted_by = (
             "         <LI> <B>Messages sorted by:</B> \n"
@@ -1457,7 +1469,7 @@ class _Entry:
     url_before: str | None = None
 
     @property
-    def bytes(self) -> bytes:
+    def mbox_bytes(self) -> bytes:
         # Mailbox.AppendMessage: the message, then one more newline to separate it from the next.
         return self.from_line + b"\n" + self.message + b"\n"
 
@@ -1510,7 +1522,7 @@ def _archive_list(var_dir: Path, ml: _List, messages: int, seed: int) -> Archive
     mbox = bytearray()
     for entry in entries:
         entry.offset = len(mbox)
-        mbox += entry.bytes
+        mbox += entry.mbox_bytes
     (mbox_dir / f"{ml.name}.mbox").write_bytes(bytes(mbox))
     archive.write(html_dir)
     return _facts(base, ml, archive, entries, bytes(mbox), rebuilt_at, removed)
@@ -1523,7 +1535,7 @@ def _renumbered_entries(rng: random.Random, ml: _List, archive: _Pipermail, mess
     for draft in history:
         draft.imported = True
     live = _drafts(rng, ml, messages - IMPORTED_HISTORY + SPAM_REMOVED, start, {})
-    for position in (2, 5):
+    for position in _SPAM_POSITIONS:
         spam = live[position]
         spam.spam = True
         spam.subject, spam.parent, spam.refs = "Cheap watches, best prices", None, []
@@ -1532,8 +1544,8 @@ def _renumbered_entries(rng: random.Random, ml: _List, archive: _Pipermail, mess
         for other in live:
             if other.parent is not None and live[other.parent] is spam:
                 other.parent, other.refs = None, []
-    # The rebuild happened between two live posts, 60% of the way through.
-    cut = int(len(live) * 0.6)
+    # The rebuild happened between two live posts, 60% of the way through and after the spam.
+    cut = max(int(len(live) * 0.6), _SPAM_POSITIONS[-1] + 1)
     rebuilt_at = (live[cut - 1].received + live[cut].received) // 2
     history_entries = [_Entry(d, *_compose(ml, d, rng)) for d in history]
     live_entries = [_Entry(d, *_compose(ml, d, rng)) for d in live]
@@ -1548,12 +1560,12 @@ def _renumbered_entries(rng: random.Random, ml: _List, archive: _Pipermail, mess
     # bin/arch --wipe over the edited mbox: the history first, then the surviving live posts.
     archive.reset()
     kept = history_entries + [e for e in live_entries[:cut] if not e.draft.spam]
-    blob = b"".join(e.bytes for e in kept)
+    blob = b"".join(e.mbox_bytes for e in kept)
     owners = {}
     position = 0
     for entry in kept:
         owners[position] = entry
-        position += len(entry.bytes)
+        position += len(entry.mbox_bytes)
     arch_pid = rng.randrange(1000, 30000)
     position = 0
     for chunk in _portable_split(blob):
@@ -1579,59 +1591,60 @@ def _portable_split(blob: bytes) -> list[bytes]:
     return [blob[a:b] for a, b in zip(starts, starts[1:] + [len(blob)])]
 
 
+def _message_flags(entry: _Entry, parsed: _Parsed, header_block: bytes, sender_headers: bytes,
+                   charsets: list[str]) -> set[str]:
+    """The FLAGS a message carries, read from what was written."""
+    flags = set()
+    if parsed.get("message-id") is None:
+        flags.add("no_msgid")
+    if {"decorated_comment", "decorated_folded"} & set(entry.draft.case):
+        flags.add("decorated")
+    if re.search(rb"(?m)^>From ", entry.message):
+        flags.add("escaped_from")
+    if re.search(rb"(?m)^From ", entry.message[len(header_block):]):
+        flags.add("from_in_body")
+    date_value = parsed.get("date")
+    if date_value is None or parsedate_tz(date_value.decode("latin-1")) is None:
+        flags.add("bad_date")
+    if parsed.get("x-original-date") is not None:
+        flags.add("clobbered_date")
+    if "tz_boundary" in entry.draft.case:
+        flags.add("tz_boundary")
+    if charsets:
+        flags.add("encoded_headers")
+    if any(b > 127 for b in sender_headers):
+        flags.add("eight_bit_headers")
+    if (parsed.get("content-type") or b"").lower().startswith(b"multipart/"):
+        flags.add("multipart")
+    return flags
+
+
 def _facts(base: ArchiveFacts, ml: _List, archive: _Pipermail, entries: list[_Entry], mbox: bytes,
            rebuilt_at: int | None, removed: list[RemovedMessage]) -> ArchiveFacts:
-    seen: dict[str, int] = {}
-    by_id: dict[str, list[int]] = {}
+    first_with_id: dict[str, int] = {}
     messages: list[MessageFacts] = []
-    offsets_by_draft = {id(e.draft): e.offset for e in entries}
     for index, entry in enumerate(entries):
+        article = entry.article
+        assert article is not None
         parsed = _parse_py2(entry.from_line + b"\n" + entry.message)
-        head_end = entry.message.find(b"\n\n")
-        header_block = entry.message[: head_end if head_end >= 0 else len(entry.message)]
+        header_block = entry.message.split(b"\n\n", 1)[0]
         # Only what the sender wrote counts for the header cases, not the list's own headers.
         sender_headers = b"".join(m.group(0) for m in re.finditer(
             rb"(?im)^(?:from|to|cc|subject):.*(?:\n[ \t].*)*", header_block))
-        raw_id = _raw_header_value(header_block, b"message-id")
-        hk_id = hyperkitty_message_id(raw_id)
-        if hk_id is not None:
-            by_id.setdefault(hk_id, []).append(index)
-        article = entry.article
-        assert article is not None
-        flags = set()
-        draft = entry.draft
-        if raw_id is None:
-            flags.add("no_msgid")
-        if "decorated_comment" in draft.case or "decorated_folded" in draft.case:
-            flags.add("decorated")
-        if re.search(rb"(?m)^>From ", entry.message):
-            flags.add("escaped_from")
-        body = entry.message[head_end + 2:] if head_end >= 0 else b""
-        if re.search(rb"(?m)^From ", body):
-            flags.add("from_in_body")
-        date_value = parsed.get("date")
-        if date_value is None or parsedate_tz(date_value.decode("latin-1")) is None:
-            flags.add("bad_date")
-        if parsed.get("x-original-date") is not None:
-            flags.add("clobbered_date")
-        if "tz_boundary" in draft.case:
-            flags.add("tz_boundary")
-        charsets = sorted({m.group(1).decode("ascii").lower() for m in _ENCODED_WORD.finditer(sender_headers)})
-        if charsets:
-            flags.add("encoded_headers")
-        if any(b > 127 for b in sender_headers):
-            flags.add("eight_bit_headers")
-        if (parsed.get("content-type") or b"").lower().startswith(b"multipart/"):
-            flags.add("multipart")
+        charsets = sorted({m.group(1).decode("ascii").lower()
+                           for m in _ENCODED_WORD.finditer(sender_headers)})
+        flags = _message_flags(entry, parsed, header_block, sender_headers, charsets)
         if rebuilt_at is not None and article.sequence != index:
             flags.add("renumbered")
+        raw_id = _raw_header_value(header_block, b"message-id")
+        hk_id = hyperkitty_message_id(raw_id)
         messages.append(MessageFacts(
             mbox_index=index,
-            mbox_offset=offsets_by_draft[id(draft)],
+            mbox_offset=entry.offset,
             message_id=raw_id,
             hyperkitty_id=hk_id,
             hyperkitty_hash=hyperkitty_hash(hk_id) if hk_id else None,
-            hyperkitty_duplicate_of=seen.get(hk_id) if hk_id else None,
+            hyperkitty_duplicate_of=first_with_id.get(hk_id) if hk_id else None,
             article_message_id=article.message_id.decode("latin-1"),
             volume=article.volume,
             article=article.sequence,
@@ -1644,23 +1657,24 @@ def _facts(base: ArchiveFacts, ml: _List, archive: _Pipermail, entries: list[_En
             attachments=list(article.attachments),
         ))
         if hk_id is not None:
-            seen.setdefault(hk_id, index)
-    for indexes in by_id.values():
-        if len(indexes) > 1:
-            for index in indexes:
-                messages[index].flags = [f for f in FLAGS if f in {*messages[index].flags, "duplicate"}]
-    extra = [
-        ExtraArticle(article=a.sequence, volume=a.volume, article_url=f"{a.volume}/{a.filename}",
-                     article_message_id=a.message_id.decode("latin-1"),
-                     cut_from=next(i for i, e in enumerate(entries) if e.offset == owner_offset), date=_iso(a.date))
-        for a, owner_offset in archive.fragments
-    ]
+            first_with_id.setdefault(hk_id, index)
+    shared = {m.hyperkitty_id for m in messages if m.hyperkitty_duplicate_of is not None}
+    for message in messages:
+        if message.hyperkitty_id in shared:
+            message.flags = [f for f in FLAGS if f in {*message.flags, "duplicate"}]
+    index_at = {e.offset: i for i, e in enumerate(entries)}
     base.mbox_path = f"archives/private/{ml.name}.mbox/{ml.name}.mbox"
     base.message_count = len(messages)
+    # mailbox.mbox, like most readers, starts a message at every line beginning with "From ".
     base.mbox_reader_count = len(re.findall(rb"(?m)^From ", mbox))
     base.volumes = archive.sorted_volumes()
     base.messages = messages
-    base.extra_articles = extra
+    base.extra_articles = [
+        ExtraArticle(article=a.sequence, volume=a.volume, article_url=f"{a.volume}/{a.filename}",
+                     article_message_id=a.message_id.decode("latin-1"), cut_from=index_at[owner_offset],
+                     date=_iso(a.date))
+        for a, owner_offset in archive.fragments
+    ]
     base.rebuilt_at = _iso(rebuilt_at) if rebuilt_at is not None else None
     base.removed_before_rebuild = removed
     return base
@@ -1716,7 +1730,8 @@ _BENCH_PAGE = (
     '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN">\n<HTML>\n <HEAD>\n'
     "   <TITLE> %(subject)s\n   </TITLE>\n"
     '   <LINK REL="Index" HREF="index.html" >\n'
-    '   <LINK REL="made" HREF="mailto:%(list)s%%40%(host)s?Subject=Re%%3A%%20%(subject_url)s&In-Reply-To=%(irt)s">\n'
+    '   <LINK REL="made" HREF="mailto:%(list)s%%40%(host)s?Subject=Re%%3A%%20%(subject_url)s'
+    '&In-Reply-To=%(irt)s">\n'
     '   <META http-equiv="Content-Type" content="text/html; charset=us-ascii">\n'
     "   %(prev)s\n   %(next)s\n </HEAD>\n"
     ' <BODY BGCOLOR="#ffffff">\n   <H1>%(subject)s</H1>\n    <B>%(author)s</B> \n'
@@ -1772,7 +1787,8 @@ def generate_article_tree(root: Path, articles: int, *, seed: int = 1, manifest:
             same_before = sequence > 0 and names[sequence - 1] == volume
             same_after = sequence + 1 < count and names[sequence + 1] == volume
             page = _BENCH_PAGE % {
-                "subject": subject, "subject_url": url_quote(subject), "list": name, "host": "lists.example.org",
+                "subject": subject, "subject_url": url_quote(subject), "list": name,
+                "host": "lists.example.org",
                 "irt": url_quote(message_id), "author": author, "email": address.replace("@", " at "),
                 "date": _i18n_ctime(when),
                 "prev": f'<LINK REL="Previous"  HREF="{sequence - 1:06d}.html">' if same_before else "",
@@ -1837,7 +1853,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("var_dir", type=Path, nargs="?", help="a var dir written by mailman2_seed")
     parser.add_argument("--messages", type=int, default=60, help="messages per archived list")
-    parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed writes the same bytes")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="random seed; the same seed writes the same bytes")
     parser.add_argument("--list", "-l", action="append", dest="lists", help="only this list (repeatable)")
     parser.add_argument("--facts", type=Path, help="write the facts as JSON to this file")
     parser.add_argument("--article-tree", type=Path, metavar="ROOT", help="write a benchmark tree under ROOT")
@@ -1845,7 +1862,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, help="benchmark tree: write list/url/message-id lines here")
     args = parser.parse_args(argv)
     if args.article_tree is not None:
-        report = generate_article_tree(args.article_tree, args.articles, seed=args.seed, manifest=args.manifest)
+        report = generate_article_tree(args.article_tree, args.articles, seed=args.seed,
+                                       manifest=args.manifest)
         print(f"{report.articles} articles in {report.lists} lists, {report.volumes} volumes, "
               f"{report.bytes / 1e6:.1f} MB in {report.seconds:.1f} s ({report.rate:.0f} articles/s)")
         return 0

@@ -38,6 +38,14 @@ class ReadOnlyViolation(Mailman3Error):
     pass
 
 
+REQUEST_TIMEOUT = 120  # seconds; mailmanclient sets none, and a stalled request would hang a run
+
+
+def _with_timeout(params: dict) -> dict:
+    params.setdefault("timeout", REQUEST_TIMEOUT)
+    return params
+
+
 def read_only(client):
     """Make a mailmanclient Client refuse every request but GET.
 
@@ -76,13 +84,14 @@ class Mailman3Service:
         self._forward = transport.forward(url.port, url.hostname)
         try:
             local_port = self._forward.__enter__()
-        except TransportError:
-            raise
+        except TransportError as exc:
+            raise Mailman3Error(f"Mailman 3 REST API at {self.remote} (through {host.name}) is not "
+                                f"reachable: {exc}") from None
         except Exception as exc:
             raise Mailman3Error(f"{host.name}: cannot forward a port to {self.remote}: {exc}") from None
         base = f"http://127.0.0.1:{local_port}{url.path.rstrip('/')}"
-        self.client = Client(base, user, password)
-        self.reader = read_only(Client(base, user, password))
+        self.client = Client(base, user, password, request_hooks=[_with_timeout])
+        self.reader = read_only(Client(base, user, password, request_hooks=[_with_timeout]))
         self._check()
 
     def _check(self) -> None:
@@ -357,6 +366,16 @@ def forget_unused_addresses(client, addresses: list[str]) -> int:
     return removed
 
 
+def _address_known(client, email: str) -> bool:
+    try:
+        client.get_address(email)
+        return True
+    except HTTPError as exc:
+        if _status(exc) == 404:
+            return False
+        raise
+
+
 def _has_memberships(client, email: str) -> bool:
     # mailmanclient has no accessor for an address's memberships; the REST resource is plain.
     _, content = client._connection.call(f"addresses/{quote(email, safe='@')}/memberships")
@@ -437,6 +456,11 @@ class Subscribe(_MemberOperation):
                   if v and v not in ("regular", "enabled")]
         return f"add {self.address} as {self.role} of {self.fqdn_listname}" + (f" ({', '.join(extras)})" if extras else "")
 
+    def capture(self, reader):
+        state = super().capture(reader)
+        # Subscribing an unknown address creates a site-wide user: rollback must remove it too.
+        state["address_known"] = _address_known(_reader(reader, self.host), self.address)
+        return state
 
     def perform(self, effects):
         mlist = _list_or_fail(_service(effects, self.host).client, self.fqdn_listname)
@@ -456,7 +480,8 @@ class Subscribe(_MemberOperation):
     def inverse(self, pre_state):
         before = (pre_state or {}).get("membership")
         if before is None:
-            return Unsubscribe(self.host, self.fqdn_listname, self.address, self.role)
+            return Unsubscribe(self.host, self.fqdn_listname, self.address, self.role,
+                               forget_if_unused=not (pre_state or {}).get("address_known", True))
         return SetMember(self.host, self.fqdn_listname, before["address"], self.role,
                          {k: before[k] for k in ("delivery_mode", "delivery_status", "moderation_action")})
 
@@ -466,16 +491,21 @@ class Subscribe(_MemberOperation):
 class Unsubscribe(_MemberOperation):
     """Remove an address from a roster without a goodbye mail."""
 
+    # Set on the inverse of a Subscribe that brought a new address: forget its user as well.
+    forget_if_unused: bool = False
+
     def describe(self) -> str:
         return f"remove {self.address} as {self.role} of {self.fqdn_listname}"
 
-
     def perform(self, effects):
-        mlist = get_list(_service(effects, self.host).client, self.fqdn_listname)
+        client = _service(effects, self.host).client
+        mlist = get_list(client, self.fqdn_listname)
         member = _find(mlist, self.role, self.address) if mlist else None
         if member is not None:
             # DELETE on the member resource: Mailman 3 sends no goodbye message for it.
             member.unsubscribe()
+        if self.forget_if_unused:
+            forget_unused_addresses(client, [self.address])
 
     def inverse(self, pre_state):
         before = (pre_state or {}).get("membership")

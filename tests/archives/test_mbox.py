@@ -90,6 +90,13 @@ def test_clean_archive(tmp_path):
     json.dumps(report.to_json())
 
 
+def test_empty_archive(tmp_path):
+    report = scan(write(tmp_path, b""))
+    assert (report.messages, report.clean) == (0, True)
+    dst, result = prepared(tmp_path, b"")
+    assert dst.read_bytes() == b"" and result.messages == 0
+
+
 def test_clean_archive_is_copied_unchanged(tmp_path):
     content = ordinary(1) + ordinary(2)
     dst, result = prepared(tmp_path, content)
@@ -201,6 +208,22 @@ def test_missing_message_id_gets_a_stable_generated_one(tmp_path):
     again = tmp_path / "again.mbox"
     prepare(tmp_path / "team.mbox", again, list_name=LIST)
     assert again.read_bytes() == dst.read_bytes()
+
+
+def test_generated_id_goes_before_a_body_that_starts_right_after_the_headers(tmp_path):
+    content = SEP + b"From: a@example.org\nSubject: s\nFrom the body, no blank line\n\n"
+    dst, result = prepared(tmp_path, content)
+    (msgid,) = result.assigned_ids.values()
+    assert dst.read_bytes() == (SEP + b"From: a@example.org\nSubject: s\nMessage-ID: " + msgid.encode()
+                                + b"\n>From the body, no blank line\n\n")
+
+
+def test_prepared_copy_keeps_the_archive_permissions(tmp_path):
+    src = write(tmp_path, ordinary(1))
+    src.chmod(0o660)
+    dst = tmp_path / "copy.mbox"
+    prepare(src, dst, list_name=LIST)
+    assert dst.stat().st_mode & 0o777 == 0o660
 
 
 @pytest.mark.parametrize("value", [b"Message-ID:", b"Message-ID: <>", b"Message-ID: < >", b"Message-Id: <\xc3\xa9>"])
@@ -449,6 +472,35 @@ def test_prepare_keeps_every_message_and_body(tmp_path, entries, block):
                            for line in body.splitlines(keepends=True))
         assert body_of(raw) == escaped
     assert prepare(dst, tmp_path / "again.mbox", list_name=LIST).changes == []
+
+
+# --- against the lab's Mailman 2 archive generator ----------------------------------------------
+
+def test_scan_and_prepare_agree_with_generated_archives(tmp_path):
+    from migrate.lab.mailman2_archives import MIN_MESSAGES, generate_archives
+    from migrate.lab.mailman2_seed import generate_tree
+
+    generate_tree(tmp_path, members=3)
+    facts = generate_archives(tmp_path, messages=MIN_MESSAGES)
+    checked = 0
+    for name, fact in facts.items():
+        if not fact.archived or not fact.mbox_path:
+            continue
+        report = scan(tmp_path / fact.mbox_path)
+        assert report.messages == fact.message_count, name
+        assert report.offsets == [m.mbox_offset for m in fact.messages]
+        result = prepare(tmp_path / fact.mbox_path, tmp_path / "prepared.mbox", list_name=f"{name}@{fact.host_name}")
+        assert len(python_mbox(tmp_path / "prepared.mbox")) == fact.message_count
+        for message in fact.messages:
+            if message.hyperkitty_id is not None:
+                assert result.message_ids[message.mbox_index] == f"<{message.hyperkitty_id}>"
+                assert message_hash(result.message_ids[message.mbox_index]) == message.hyperkitty_hash
+            else:
+                assert message.mbox_index in result.assigned_ids
+            if message.hyperkitty_duplicate_of is not None:
+                assert message.mbox_index in result.duplicates[result.message_ids[message.mbox_index]]
+        checked += 1
+    assert checked >= 10
 
 
 # --- the real importer --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import base64
 import email.utils
+import functools
 import hashlib
 import mailbox
 import re
@@ -175,6 +176,7 @@ def test_message_hash_of_normalised_ids_matches_reference(raw):
 HYPERKITTY_PACKAGE = LAB_ROOT / "venvs" / "mailman-web" / "lib" / "python3.11" / "site-packages" / "hyperkitty"
 
 
+@functools.cache
 def installed_hyperkitty_functions() -> dict:
     """`_fix_mid`, `get_message_id` and `get_message_id_hash` from the lab's installed HyperKitty.
 

@@ -22,10 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from migrate.archives.mbox import prepare
 from migrate.archives.msgid import message_hash
+from migrate.archives.pipermail import ArticleRef, walk_archive
 from migrate.archives.redirects import (
     RedirectEntry,
     apache_escape,
+    archive_entries,
     article_entries,
     build_map,
     httxt2dbm_argv,
@@ -135,6 +138,56 @@ def test_list_and_site_entries():
     assert mapping["/pipermail/"] == "/hyperkitty/"
     redirect_map = build_map(list_entries("team", ADDRESS) + site_entries())
     assert not redirect_map.conflicts and not redirect_map.duplicates
+
+
+def test_archive_entries_map_only_imported_messages():
+    refs = [
+        ArticleRef("2019-February", 0, "2019-February/000000.html", Path("x"), "<a@x>"),
+        ArticleRef("2019-February", 1, "2019-February/000001.html", Path("x"), None),
+        ArticleRef("2019-March", 2, "2019-March/000002.html", Path("x"), "<mailman.1.2.3.team@x>"),
+    ]
+    entries, unmapped = archive_entries("team", ADDRESS, refs, imported_ids={"<a@x>"})
+    paths = {e.old_path for e in entries}
+    assert "/pipermail/team/2019-February/000000.html" in paths
+    assert "/pipermail/team/2019-February/000001.html" not in paths
+    assert "/pipermail/team/2019-March/000002.html" not in paths
+    assert "/pipermail/team/2019-March/thread.html" in paths and "/mailman/listinfo/team" in paths
+    assert [(u.source, u.reason) for u in unmapped] == [
+        ("team/2019-February/000001", "the page carries no usable Message-ID"),
+        ("team/2019-March/000002", "HyperKitty holds no message with this Message-ID"),
+    ]
+
+
+def test_archive_entries_agree_with_generated_archives(tmp_path):
+    """Every article of the lab generator's trees goes where its ground truth says, or nowhere."""
+    from migrate.lab.mailman2_archives import MIN_MESSAGES, generate_archives
+    from migrate.lab.mailman2_seed import generate_tree
+
+    generate_tree(tmp_path, members=3)
+    facts = generate_archives(tmp_path, messages=MIN_MESSAGES)
+    mapped = 0
+    for name, fact in facts.items():
+        if not fact.archived or not fact.mbox_path:
+            continue
+        address = f"{name}@{fact.host_name}"
+        imported = prepare(tmp_path / fact.mbox_path, tmp_path / "prepared.mbox", list_name=address).message_ids
+        entries, unmapped = archive_entries(name, address, walk_archive(tmp_path / fact.html_dir),
+                                            imported_ids=set(imported))
+        redirect_map = build_map(entries)
+        assert not redirect_map.conflicts and not redirect_map.rejected
+        shared = {m.mbox_index for m in fact.messages if m.hyperkitty_duplicate_of is not None}
+        shared |= {m.hyperkitty_duplicate_of for m in fact.messages if m.hyperkitty_duplicate_of is not None}
+        for message in fact.messages:
+            target = redirect_map.redirects.get(f"/pipermail/{name}/{message.article_url}")
+            if message.hyperkitty_id is None or message.mbox_index in shared:
+                assert target is None
+            else:
+                assert target == f"/hyperkitty/list/{address}/message/{message.hyperkitty_hash}/"
+                mapped += 1
+        for extra in fact.extra_articles:
+            assert f"/pipermail/{name}/{extra.article_url}" not in redirect_map.redirects
+        assert redirect_map.redirects[f"/pipermail/{name}/"] == f"/hyperkitty/list/{address}/"
+    assert mapped > 100
 
 
 # --- build_map ----------------------------------------------------------------------------------

@@ -171,7 +171,8 @@ def test_an_http_level_map_feeds_a_server_level_redirect(web, token):
         other, _, _ = _get(web.base_url, f"/pipermail/labtest-{token}/2019-March/000002.html")
 
     assert status == 301
-    assert headers["Location"].endswith(f"/hyperkitty/list/labtest-{token}@example.org/message/ABC/")
+    assert headers["Location"].endswith(
+        f"/hyperkitty/list/labtest-{token}@example.org/message/ABC/")
     assert other == 404
 
 
