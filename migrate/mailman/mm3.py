@@ -208,8 +208,12 @@ def _membership(member, role: str, status: str | None, original: str | None = No
 
 
 @_rest_errors
-def read_list_state(client, fqdn: str) -> ListState | None:
-    """What Mailman 3 holds for a list, in the shape `convert.expected_state` produces."""
+def read_list_state(client, fqdn: str, case_of: set[str] | None = None) -> ListState | None:
+    """What Mailman 3 holds for a list, in the shape `convert.expected_state` produces.
+
+    Roster entries carry addresses lowercased; the case-preserved form costs one more request
+    per entry, so `case_of` (lowercased addresses) limits those requests to where case matters.
+    """
     mlist = get_list(client, fqdn)
     if mlist is None:
         return None
@@ -222,10 +226,12 @@ def read_list_state(client, fqdn: str) -> ListState | None:
             state.nonmember_patterns[key] = list(values)
     rosters = {role: mlist.get_roster(role) for role in ("member", "owner", "moderator", "nonmember")}
 
-    def details(item) -> tuple[str | None, str]:
+    def details(item) -> tuple[str | None, str | None]:
         role, member = item
         status = member.preferences.get("delivery_status") if role == "member" else None
-        return status, _original_email(member)
+        email = str(member.rest_data.get("email") or "")
+        wanted = case_of is None or email.lower() in case_of
+        return status, _original_email(member) if wanted else None
 
     items = [(role, m) for role, members in rosters.items() for m in members]
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:

@@ -111,7 +111,8 @@ class _ListStep(Step):
     def differences(self, ctx: StepContext) -> tuple[ListState, ListState | None, list[Difference]]:
         fqdn = self.fqdn(ctx)
         expected = convert.expected_state(self.config(ctx), fqdn_listname=fqdn)
-        actual = read_list_state(self.reader(ctx), fqdn)
+        case_of = {m.address.lower() for m in expected.roster.values() if m.address != m.address.lower()}
+        actual = read_list_state(self.reader(ctx), fqdn, case_of)
         if actual is None:
             return expected, None, []
         return expected, actual, compare(expected, actual, convert.LOSSY_FIELDS)
