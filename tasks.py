@@ -2,8 +2,8 @@
 
 from invoke import Collection
 
-from migrate.tasks import demo, inventory, lab, mailman, playbook, runs
+from migrate.tasks import archives, demo, inventory, lab, mailman, playbook, runs
 
 ns = Collection()
-for module in (inventory, lab, mailman, runs, playbook, demo):
+for module in (inventory, lab, mailman, archives, runs, playbook, demo):
     ns.add_collection(module.ns)

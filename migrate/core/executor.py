@@ -5,14 +5,20 @@ An `Executor` is built in dry-run unless told otherwise. Reads are declared safe
 changes a host goes through `execute(operation)`: in dry-run the operation is recorded and
 rendered; otherwise it receives an `_Effects` object, the only handle that can act. Step code
 never looks at the mode.
+
+Long operations (an archive import) report progress through `_Effects.progress`; what shows it
+is chosen by whoever drives the run, with `show_progress(factory)` around it. Without one,
+progress goes nowhere.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from .ops import Operation
 from .secrets import redact
@@ -42,13 +48,52 @@ class RunLog:
             self._fh = None
 
 
+class ProgressHandle:
+    """Progress of one long operation; this base class shows nothing.
+
+    `advance` and `update` may be called from several threads.
+    """
+
+    def advance(self, amount: float = 1) -> None:
+        pass
+
+    def update(self, *, completed: float | None = None, total: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "ProgressHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# (description, total or None) -> a handle; set by `show_progress` for the executors built inside.
+ProgressFactory = Callable[[str, "float | None"], ProgressHandle]
+_progress_factory: ContextVar[ProgressFactory | None] = ContextVar("migrate_progress", default=None)
+
+
+@contextmanager
+def show_progress(factory: ProgressFactory) -> Iterator[None]:
+    """Executors created inside this block show operations' progress with `factory`."""
+    token = _progress_factory.set(factory)
+    try:
+        yield
+    finally:
+        _progress_factory.reset(token)
+
+
 class Executor:
     def __init__(self, connections: Connections, *, dry_run: bool = True, log: RunLog | None = None,
-                 on_record: Callable[[Operation], None] | None = None):
+                 on_record: Callable[[Operation], None] | None = None,
+                 progress: ProgressFactory | None = None):
         self._connections = connections
         self._dry_run = dry_run
         self.log = log or RunLog(None)
         self._on_record = on_record
+        self._progress = progress if progress is not None else _progress_factory.get()
         self.recorded: list[Operation] = []
 
     @property
@@ -101,10 +146,19 @@ class _Effects:
 
     def run(self, host: str, argv: Sequence[str], *, input: bytes | str | None = None,
             env: Mapping[str, str] | None = None, cwd: str | None = None,
-            timeout: float | None = None) -> Result:
-        result = self._ex.connections.get(host).run(argv, input=input, env=env, cwd=cwd, timeout=timeout)
+            timeout: float | None = None, on_output: Callable[[str], None] | None = None) -> Result:
+        """Run a command; `on_output` receives its stdout while it runs (see Transport.run)."""
+        # Passed only when asked for, so that transports without streaming keep working.
+        streaming = {"on_output": on_output} if on_output is not None else {}
+        result = self._ex.connections.get(host).run(argv, input=input, env=env, cwd=cwd, timeout=timeout,
+                                                    **streaming)
         self._ex.log.write("run", host, result.command, f"exit {result.exited}, {result.duration * 1000:.0f} ms")
         return result
+
+    def progress(self, description: str, total: float | None = None) -> ProgressHandle:
+        """A progress indicator for a long operation: a bar on a terminal, nothing otherwise."""
+        factory = self._ex._progress
+        return factory(description, total) if factory is not None else ProgressHandle()
 
     def write_file(self, host: str, path: str, data: bytes, mode: int = 0o644) -> None:
         started = time.monotonic()

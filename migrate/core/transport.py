@@ -14,6 +14,7 @@ Transports perform; they do not decide. Only the executor calls the mutating met
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import logging
 import os
@@ -106,7 +107,7 @@ class Transport(Protocol):
 
     def run(self, argv: Sequence[str], *, input: bytes | str | None = None,
             env: Mapping[str, str] | None = None, cwd: str | None = None,
-            timeout: float | None = None) -> Result: ...
+            timeout: float | None = None, on_output: Callable[[str], None] | None = None) -> Result: ...
 
     def read_file(self, path: str) -> bytes | None: ...
 
@@ -206,7 +207,9 @@ class SSHTransport:
         return self.connect()
 
     # -- commands ---------------------------------------------------------------------------
-    def run(self, argv, *, input=None, env=None, cwd=None, timeout=None) -> Result:
+    def run(self, argv, *, input=None, env=None, cwd=None, timeout=None, on_output=None) -> Result:
+        """Run a command; `on_output`, when given, receives its stdout as it arrives (for
+        progress displays of long commands); the Result still carries all of it."""
         command = build_command(argv, sudo=self.host.sudo, env=env, cwd=cwd)
         transport = self.connect().client.get_transport()
         started = time.monotonic()
@@ -219,7 +222,7 @@ class SSHTransport:
             if input is not None:
                 chan.sendall(input.encode() if isinstance(input, str) else input)
             chan.shutdown_write()
-            out, err = _drain(chan, timeout)
+            out, err = _drain(chan, timeout, on_output)
             exited = chan.recv_exit_status()
         finally:
             chan.close()
@@ -302,9 +305,9 @@ class SSHTransport:
     @contextmanager
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> Iterator[int]:
         """Forward a free local loopback port to remote_host:remote_port on the host's side."""
-        # Fail now, and clearly, if nothing answers at the far end: the forward's own listener
-        # would accept connections and leave each client waiting.
         transport = self.connect().client.get_transport()
+        # Fail now, and clearly, if nothing answers at the far end: a forward's own listener
+        # would accept connections and leave each client waiting.
         try:
             channel = transport.open_channel("direct-tcpip", (remote_host, remote_port), ("127.0.0.1", 0),
                                              timeout=self._connect_timeout)
@@ -312,23 +315,12 @@ class SSHTransport:
         except (paramiko.ChannelException, paramiko.SSHException, EOFError, OSError) as exc:
             raise TransportError(f"{self._label}: nothing answers at {remote_host}:{remote_port} "
                                  f"as seen from the host: {exc}") from None
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            local_port = probe.getsockname()[1]
-        with self.connect().forward_local(local_port, remote_port=remote_port,
-                                          remote_host=remote_host, local_host="127.0.0.1"):
-            # Fabric binds the listening socket in a thread it has only just started.
-            deadline = time.monotonic() + 5
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", local_port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise TransportError(f"{self._label}: port forward to {remote_host}:{remote_port} "
-                                             "did not start") from None
-                    time.sleep(0.01)
-            yield local_port
+        forwarder = _Forwarder(transport, (remote_host, remote_port), self._connect_timeout)
+        forwarder.start()
+        try:
+            yield forwarder.port
+        finally:
+            forwarder.stop()
 
     def close(self) -> None:
         with self._lock:
@@ -340,14 +332,91 @@ class SSHTransport:
                 self._conn = None
 
 
-def _drain(chan: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes]:
-    """Read stdout and stderr together, so a chatty stderr cannot stall the channel window."""
+
+class _Forwarder(threading.Thread):
+    """A local port forwarded through an SSH connection.
+
+    Fabric's own forwarder polls its listener every 10 ms with a backlog of one, which costs
+    up to 10 ms per connection and stalls parallel clients (an HTTP API client opens a
+    connection per request). This one blocks in accept with a real backlog and pumps each
+    connection in its own thread.
+    """
+
+    def __init__(self, transport: paramiko.Transport, remote: tuple[str, int], timeout: float):
+        super().__init__(daemon=True, name=f"forward-{remote[0]}:{remote[1]}")
+        self._transport, self._remote, self._timeout = transport, remote, timeout
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(128)
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, origin = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                channel = self._transport.open_channel("direct-tcpip", self._remote, origin, timeout=self._timeout)
+            except (paramiko.ChannelException, paramiko.SSHException, EOFError, OSError):
+                client.close()
+                continue
+            threading.Thread(target=_pump, args=(client, channel, self._stopping), daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._listener.close()
+        self.join(timeout=2)
+
+
+def _pump(sock: socket.socket, channel: paramiko.Channel, stopping: threading.Event) -> None:
+    try:
+        while not stopping.is_set():
+            ready, _, _ = select.select([sock, channel], [], [], 0.5)
+            if sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                channel.sendall(data)
+            if channel in ready:
+                data = channel.recv(65536)
+                if not data:
+                    break
+                sock.sendall(data)
+    except OSError:
+        pass
+    finally:
+        channel.close()
+        sock.close()
+
+
+def _drain(chan: paramiko.Channel, timeout: float | None,
+           on_output: Callable[[str], None] | None = None) -> tuple[bytes, bytes]:
+    """Read stdout and stderr together, so a chatty stderr cannot stall the channel window.
+
+    `on_output` gets stdout as text, chunk by chunk in arrival order; a UTF-8 sequence split
+    between two chunks is held back until it is whole.
+    """
     out, err = bytearray(), bytearray()
     deadline = None if timeout is None else time.monotonic() + timeout
+    decoder = codecs.getincrementaldecoder("utf-8")("replace") if on_output is not None else None
+
+    def stdout_chunk(chunk: bytes) -> None:
+        out.extend(chunk)
+        if decoder is not None and chunk:
+            text = decoder.decode(chunk)
+            if text:
+                on_output(text)
+
     while True:
         got = False
         while chan.recv_ready():
-            out += chan.recv(65536)
+            stdout_chunk(chan.recv(65536))
             got = True
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
@@ -358,9 +427,13 @@ def _drain(chan: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes]
                 chunk = chan.recv(65536)
                 if not chunk:
                     break
-                out += chunk
+                stdout_chunk(chunk)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
+            if decoder is not None:
+                rest = decoder.decode(b"", final=True)
+                if rest:
+                    on_output(rest)
             return bytes(out), bytes(err)
         if deadline is not None and time.monotonic() > deadline:
             raise TransportError(f"command timed out after {timeout} s")
@@ -373,7 +446,8 @@ class LocalTransport:
 
     name = LOCAL
 
-    def run(self, argv, *, input=None, env=None, cwd=None, timeout=None) -> Result:
+    def run(self, argv, *, input=None, env=None, cwd=None, timeout=None, on_output=None) -> Result:
+        """Run a command; `on_output` receives its whole stdout once it has ended."""
         command = build_command(argv, env=env, cwd=cwd)
         full_env = None
         if env:
@@ -386,7 +460,10 @@ class LocalTransport:
                                   cwd=cwd, timeout=timeout)
         except FileNotFoundError as exc:
             return Result(LOCAL, command, 127, "", str(exc), time.monotonic() - started)
-        return Result(LOCAL, command, proc.returncode, proc.stdout.decode("utf-8", "replace"),
+        stdout = proc.stdout.decode("utf-8", "replace")
+        if on_output is not None and stdout:
+            on_output(stdout)
+        return Result(LOCAL, command, proc.returncode, stdout,
                       proc.stderr.decode("utf-8", "replace"), time.monotonic() - started)
 
     def read_file(self, path: str) -> bytes | None:

@@ -58,12 +58,12 @@ def redirects(c, list_=None, all=False, exclude=None, verify=False, sample=0, ap
 
 def show_report(reporter: Reporter, report: dict, saved) -> None:
     """Per list: what was mapped, left to the static copy, filled in from the mbox, contradicted."""
-    if not report or reporter.json_mode:
+    if not report:
         return
     reporter.table(f"redirect map: {report['redirects']} paths" + (f" (report saved in {saved})" if saved else ""),
                    ["list", "address", "archive", "articles", "mapped", "left to static copy", "from mbox order",
                     "page/mbox disagree", "static copy"],
-                   [(r["list"], r["address"], "private" if r["private"] else "public", r["articles"], r["mapped"],
+                   [(r["list"], r["address"], r["archive_policy"], r["articles"], r["mapped"],
                      r["unmapped_count"], r["mbox_fallback_count"], r["disagreement_count"],
                      "yes" if r["static_copy"] else "no") for r in report["lists"]])
     for skipped in report["skipped"]:

@@ -43,20 +43,43 @@ def down(c, component=None, inventory=None):
 @task(help={
     "lists": "number of lists (the special cases are always included)",
     "members": "members per list",
+    "messages": "archived messages per list (mbox and pipermail); 0 writes no archives",
     "seed": "random seed: the same seed gives the same tree",
-    "keep_mailman3": "do not empty the lab's Mailman 3 (lists, domains and users)",
+    "keep_mailman3": "do not empty the lab's Mailman 3 (lists, domains and users) and HyperKitty",
 })
-def seed(c, lists=12, members=40, seed=1, keep_mailman3=False):
-    """Write a fresh Mailman 2 tree on the lab's legacy host and empty the lab's Mailman 3."""
+def seed(c, lists=12, members=40, messages=25, seed=1, keep_mailman3=False):
+    """Write a fresh Mailman 2 tree with archives; empty the lab's Mailman 3 and HyperKitty."""
     from ..lab.seeding import mailman2_var_dir, seed as seed_lab
 
     try:
-        names = seed_lab(lists=int(lists), members=int(members), seed=int(seed),
+        names = seed_lab(lists=int(lists), members=int(members), seed=int(seed), messages=int(messages),
                          empty_mailman3=not keep_mailman3)
-    except MigrateError as exc:
+    except (MigrateError, ValueError, RuntimeError) as exc:
         raise Exit(str(exc), code=1) from exc
     Reporter().ok(f"{len(names)} Mailman 2 lists written to {mailman2_var_dir()}"
-                  + ("" if keep_mailman3 else "; the lab's Mailman 3 is empty"))
+                  + (f" with {int(messages)} archived messages each" if int(messages) else "")
+                  + ("" if keep_mailman3 else "; the lab's Mailman 3 and HyperKitty are empty"))
+
+
+@task(help={
+    "list": "the Mailman 2 list that receives the posts",
+    "count": "how many posts",
+    "json": "print the new Message-IDs as JSON on stdout",
+})
+def post(c, list_, count=5, json=False):
+    """Append new posts to a lab list's Mailman 2 archive mbox, as Mailman 2 archives them."""
+    from ..lab.mailman2_posts import append_posts
+    from ..lab.seeding import mailman2_var_dir
+
+    try:
+        ids = append_posts(mailman2_var_dir(), list_, int(count))
+    except (MigrateError, ValueError, OSError) as exc:
+        raise Exit(str(exc), code=1) from exc
+    reporter = Reporter(json_mode=json)
+    if json:
+        reporter.emit_json({"list": list_, "message_ids": ids})
+    else:
+        reporter.ok(f"{len(ids)} post(s) appended to the archive of {list_}")
 
 
 def _call(function, names, inventory):
@@ -80,4 +103,4 @@ def _show(statuses: list[ServiceStatus], *, json_mode: bool, must_run: bool) -> 
         raise Exit(f"not running: {', '.join(not_running)}", code=1)
 
 
-ns = Collection("lab", up, status, down, seed)
+ns = Collection("lab", up, status, down, seed, post)
