@@ -51,7 +51,6 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import PurePosixPath
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 

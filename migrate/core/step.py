@@ -167,7 +167,8 @@ def registered_steps() -> dict[str, type[Step]]:
 
 def _load_builtin_steps() -> None:
     """Import the phase packages that define steps, so their ids are registered."""
-    for module in ("migrate.demo.steps", "migrate.mailman.steps", "migrate.archives.steps"):
+    for module in ("migrate.demo.steps", "migrate.mailman.steps", "migrate.archives.steps",
+                   "migrate.archives.redirect_steps"):
         importlib.import_module(module)
 
 
