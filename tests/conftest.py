@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
-from migrate.core.paths import PROJECT_ROOT
+# Runs started by tests lock in a folder of their own: an operator's lock on the lab inventory
+# (or a stale one left by a killed process) must not make the suite fail, and the suite must not
+# block an operator. Set before `migrate` is imported; `invoke` subprocesses inherit it.
+_TEST_LOCKS = tempfile.mkdtemp(prefix="migrate-test-locks-")
+os.environ["MIGRATE_LOCK_DIR"] = _TEST_LOCKS
+os.environ["INVOKE_MIGRATE_LOCK_DIR"] = _TEST_LOCKS
+
+from migrate.core.paths import PROJECT_ROOT  # noqa: E402
 
 LAB_INVENTORY = PROJECT_ROOT / "inventories" / "lab.yaml"
 
