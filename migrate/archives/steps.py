@@ -128,6 +128,24 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_READ_BASE64 = 'test -f "$1" || exit 3; base64 -w 0 -- "$1"'
+
+
+def read_archive_file(reader, inventory, path: str) -> bytes | None:
+    """A file of the legacy host, byte for byte (None when absent).
+
+    Through sudo the transport reads files as command output, which it decodes as UTF-8: the
+    8-bit bytes of an mbox would not survive. There the file comes base64-encoded instead.
+    """
+    host = legacy_host(inventory)
+    if not host.sudo:
+        return reader.read_file(host.name, path)
+    result = reader.read(host.name, ["sh", "-c", _READ_BASE64, "sh", path])
+    if result.exited == 3:
+        return None
+    return base64.b64decode(result.check().stdout.strip())
+
+
 # -- one list's archive ------------------------------------------------------------------------
 
 class _Archive:
@@ -165,7 +183,7 @@ class _Archive:
 
     def mbox(self, ctx: StepContext) -> bytes | None:
         if not self._mbox_read:
-            self._mbox = ctx.read_file(legacy_host(ctx.inventory).name, mbox_path(ctx.inventory, self.name))
+            self._mbox = read_archive_file(ctx.executor, ctx.inventory, mbox_path(ctx.inventory, self.name))
             self._mbox_read = True
         return self._mbox
 
@@ -235,13 +253,14 @@ class PrepareArchive(Step):
         target = prepared_path(ctx.inventory, self.archive.name)
         content = self.prepared(ctx)
         mode = ctx.executor.stat_mode(host, mbox_path(ctx.inventory, self.archive.name)) or 0o640
-        if ctx.read_file(host, target) == content and ctx.executor.stat_mode(host, target) == mode:
+        if read_archive_file(ctx.executor, ctx.inventory, target) == content and \
+                ctx.executor.stat_mode(host, target) == mode:
             return []
         return [WriteFile(host, target, content, mode)]
 
     def verify(self, ctx: StepContext) -> Verification:
         result = Verification(f"{self.id} {self.archive.name}")
-        written = ctx.read_file(legacy_host(ctx.inventory).name, prepared_path(ctx.inventory, self.archive.name))
+        written = read_archive_file(ctx.executor, ctx.inventory, prepared_path(ctx.inventory, self.archive.name))
         result.add("prepared copy is the cleaned mbox", True, written == self.prepared(ctx))
         if written is None:
             return result
@@ -560,11 +579,10 @@ class ImportArchive(Step):
     def fail_for_stale_prepared_copy(self, ctx: StepContext) -> None:
         if self.params.mode != "prestage":
             return
-        host = legacy_host(ctx.inventory).name
         for archive in self.archives:
             if archive.mbox(ctx) is None:
                 continue
-            reviewed = ctx.read_file(host, prepared_path(ctx.inventory, archive.name))
+            reviewed = read_archive_file(ctx.executor, ctx.inventory, prepared_path(ctx.inventory, archive.name))
             if reviewed is None:
                 fail(f"list {archive.name}: no prepared copy {prepared_path(ctx.inventory, archive.name)}: "
                      "run `archives.prepare` first and review its report")

@@ -53,8 +53,29 @@ def seed_with_facts(*, lists: int = 12, members: int = 40, seed: int = 1, empty_
     if empty_mailman3:
         empty(Mailman3Core())
         empty_hyperkitty(HyperKittyWeb())
+        clear_web_redirects()
     prepare_import_folder(inventory_path)
     return names, facts
+
+
+def clear_web_redirects() -> None:
+    """Remove what `archives.redirects` installs on the lab's web host (redirect configuration
+    and static copies of the old archive): it points at archives the seed just replaced."""
+    from .web import WebServer
+
+    web = WebServer()
+    paths = web.config_paths
+    for folder in (paths.nginx_http_include_dir, paths.nginx_include_dir, paths.apache_include_dir,
+                   paths.pipermail_root):
+        if not Path(folder).is_dir():
+            continue
+        for entry in Path(folder).iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    if web.nginx_pid() or web.apache_pid():
+        web.reload()
 
 
 def empty(core: Mailman3Core) -> None:

@@ -11,7 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from ..archives.hyperkitty import mailman_web_command, read_state, reader_runner
-from ..archives.steps import ImportArchive, PrepareArchive, compare_archives, find_watermarks, mbox_path, scan_bytes
+from ..archives.steps import (
+    ImportArchive, PrepareArchive, compare_archives, find_watermarks, mbox_path, read_archive_file, scan_bytes,
+)
 from ..core.executor import Executor, ProgressHandle, show_progress
 from ..core.report import Reporter
 from ..core.runner import ExitCode
@@ -53,7 +55,7 @@ def check(c, list_=None, all=False, exclude=None, inventory=None, json=False):
         names, _ = _select(executor, inv, list_, all, exclude)
         host = legacy_host(inv).name
         for name in names:
-            data = executor.read_file(host, mbox_path(inv, name))
+            data = read_archive_file(executor, inv, mbox_path(inv, name))
             if data is None:
                 errors[name] = "no archive mbox (archiving off, or never archived)"
                 continue

@@ -5,6 +5,7 @@ new posts, verify, and rollbacks that remove exactly what each import added. The
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import threading
@@ -112,6 +113,31 @@ def test_watermarks_come_from_the_newest_completed_import_and_its_chain(tmp_path
     found, problems = find_watermarks(state, ["l1", "l2"])
     assert "l1" not in found and prestage in problems["l1"] and delta in problems["l1"]
     assert "l2" not in found and not problems.get("l2")
+
+
+def test_archives_come_byte_for_byte_also_through_sudo():
+    from migrate.archives.steps import read_archive_file
+    from migrate.core.transport import Result
+
+    data = b"From a@x  Mon Jan  1 00:00:00 2024\nSubject: caf\xe9 \xff\n\n\x80body\n"
+
+    class Host:
+        name, sudo = "legacy", True
+
+    class Inventory:
+        def one_with_role(self, role):
+            return Host()
+
+    class Reader:
+        def read(self, host, argv):
+            assert argv[:2] == ["sh", "-c"] and argv[-1] == "/a.mbox"
+            found = argv[-1] == "/a.mbox"
+            return Result(host, "", 0 if found else 3, base64.b64encode(data).decode() + "\n")
+
+        def read_file(self, host, path):
+            raise AssertionError("a sudo host's files are not read as command text")
+
+    assert read_archive_file(Reader(), Inventory(), "/a.mbox") == data
 
 
 def test_new_posts_are_appended_as_mailman_2_archives_them(tmp_path):

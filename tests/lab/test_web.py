@@ -26,10 +26,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.lab]
 @pytest.fixture(scope="module")
 def web():
     """The lab web server, started if needed; never stopped here because the lab is shared."""
+    from migrate.lab.seeding import clear_web_redirects
+
     web = WebServer()
     started = time.monotonic()
     web.up()
     print(f"\nweb up: {time.monotonic() - started:.2f} s")
+    # A rehearsal leaves its redirect configuration installed; these tests add their own.
+    clear_web_redirects()
     return web
 
 
