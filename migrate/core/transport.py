@@ -240,11 +240,13 @@ class SSHTransport:
 
     def read_file(self, path: str) -> bytes | None:
         if self.host.sudo:
-            result = self.run(["sh", "-c", 'test -e "$1" || exit 3; cat -- "$1"', "sh", path])
+            # Through sudo the bytes come back as command output, which is decoded as text:
+            # base64 keeps 8-bit content (latin-1 mboxes, pickles) intact.
+            result = self.run(["sh", "-c", 'test -e "$1" || exit 3; base64 -w0 -- "$1"', "sh", path])
             if result.exited == 3:
                 return None
             result.check()
-            return result.stdout.encode("utf-8", "surrogateescape")
+            return base64.b64decode(result.stdout)
         sftp = self._sftp_client()
         try:
             with sftp.open(path, "rb") as fh:
