@@ -176,7 +176,7 @@ class SSHTransport:
         conn = Connection(self.host.address, user=self.host.user, port=self.host.port,
                           config=config, connect_timeout=self._connect_timeout,
                           connect_kwargs=connect_kwargs)
-        # Fabric installs AutoAddPolicy and loads no known_hosts: replace both before connecting.
+        # Fabric accepts any host key and loads no known_hosts by default: replace both before connecting.
         conn.client.load_host_keys(str(known_hosts))
         conn.client.set_missing_host_key_policy(_RejectUnknownHost(self._label, Path(known_hosts)))
         try:

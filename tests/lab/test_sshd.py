@@ -230,7 +230,7 @@ def test_an_sshd_that_died_is_reported_and_restarted(private_lab):
 
 
 def test_addresses_outside_loopback_are_refused(tmp_path):
-    inventory = write_inventory(tmp_path / "lab.yaml", {"outside": "10.1.2.3"}, 2222)
+    inventory = write_inventory(tmp_path / "lab.yaml", {"outside": "192.0.2.1"}, 2222)
     lab = SshdHosts(inventory, lab_root=tmp_path / "lab")
 
     with pytest.raises(SshdError, match="not a loopback address"):
