@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -130,3 +130,44 @@ def assert_loopback(address: str) -> None:
 
     if not ipaddress.ip_address(address).is_loopback:
         raise ValueError(f"lab address {address} is not a loopback address")
+
+
+def clean_env(foreign) -> dict[str, str]:
+    """This process's environment without variables that would steer another program's Python."""
+    return {key: value for key, value in os.environ.items() if key not in foreign}
+
+
+def port_open(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def read_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def write_if_changed(path: Path, text: str, mode: int) -> bool:
+    """Replace path atomically only when its text differs; the mode is set either way."""
+    if read_or_none(path) == text:
+        os.chmod(path, mode)
+        return False
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

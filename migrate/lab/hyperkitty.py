@@ -29,13 +29,13 @@ import fcntl
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .base import ServiceStatus, assert_loopback, lab_path, pid_alive, running_pid, spawn, stop_pid
+from .base import (ServiceStatus, assert_loopback, clean_env, lab_path, log_tail, pid_alive, port_open,
+                   read_or_none, running_pid, spawn, stop_pid, write_if_changed)
 from .mailman3 import SYSTEM_PYTHON, ensure_secret
 
 HYPERKITTY_VERSION = "1.3.12"
@@ -457,39 +457,7 @@ class HyperKittyWeb:
 
 
 def _clean_env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key not in _FOREIGN_ENV}
+    return clean_env(_FOREIGN_ENV)
 
 
-def _port_open(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _write_if_changed(path: Path, text: str, mode: int) -> bool:
-    if _read(path) == text:
-        os.chmod(path, mode)
-        return False
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-    return True
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return None
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
+_port_open, _read, _write_if_changed, _tail = port_open, read_or_none, write_if_changed, log_tail

@@ -28,15 +28,14 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from .base import (ServiceStatus, assert_loopback, lab_path, pid_alive, running_pid, stop_pid,
-                   wait_for_port)
+from .base import (ServiceStatus, assert_loopback, clean_env, lab_path, log_tail, pid_alive, port_open,
+                   read_or_none, running_pid, stop_pid, wait_for_port, write_if_changed)
 
 MAILMAN_VERSION = "3.3.10"
 # SQLAlchemy 2.1 breaks reading rosters over REST (HTTP 500); 2.0.x works with Mailman 3.3.10.
@@ -485,39 +484,7 @@ class Mailman3Core:
 
 
 def _clean_env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key not in _FOREIGN_ENV}
+    return clean_env(_FOREIGN_ENV)
 
 
-def _port_open(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _write_if_changed(path: Path, text: str, mode: int) -> bool:
-    if _read(path) == text:
-        os.chmod(path, mode)
-        return False
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-    return True
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return None
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
+_port_open, _read, _write_if_changed, _tail = port_open, read_or_none, write_if_changed, log_tail
