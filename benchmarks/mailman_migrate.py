@@ -11,11 +11,13 @@ Goal: toolkit / direct <= 1.15. It empties the lab's Mailman 3 before each pass.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,33 @@ def direct(names: list[str]) -> float:
     return elapsed
 
 
+def _at(record: dict) -> float:
+    return datetime.fromisoformat(record["at"].replace("Z", "+00:00")).timestamp()
+
+
+def breakdown(state_dir: str) -> dict[str, float]:
+    """Where the toolkit's time went, from its journal: import21 commands, the other operations,
+    verification after each list, and everything else (start-up, preflight, planning, capture)."""
+    (journal,) = Path(state_dir, "runs").glob("*/journal.jsonl")
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    ops = {r["step"]: r["ops"] for r in records if r["event"] == "step_planned"}
+    started: dict[tuple, float] = {}
+    last_op_end: dict[int, float] = {}
+    spent = {"import21": 0.0, "other operations": 0.0, "verification": 0.0}
+    for r in records:
+        if r["event"] == "op_start":
+            started[(r["step"], r["op"])] = _at(r)
+        elif r["event"] == "op_end":
+            seconds = _at(r) - started[(r["step"], r["op"])]
+            kind = ops[r["step"]][r["op"]].get("type")
+            spent["import21" if kind == "Import21" else "other operations"] += seconds
+            last_op_end[r["step"]] = _at(r)
+        elif r["event"] == "step_verified" and r["step"] in last_op_end:
+            spent["verification"] += _at(r) - last_op_end[r["step"]]
+    spent["start-up, preflight, planning"] = _at(records[-1]) - _at(records[0]) - sum(spent.values())
+    return spent
+
+
 def toolkit(state_dir: str) -> float:
     env = dict(os.environ, INVOKE_MIGRATE_STATE_DIR=state_dir)
     started = time.perf_counter()
@@ -83,7 +112,9 @@ def main() -> None:
     empty(core)
     with tempfile.TemporaryDirectory() as state:
         t_toolkit = toolkit(state)
+        spent = breakdown(state)
     print(f"  toolkit mailman.migrate --all (verification incl.) : {t_toolkit:8.1f} s")
+    print("    of which " + ", ".join(f"{what} {seconds:.1f} s" for what, seconds in spent.items()))
     print(f"  ratio toolkit / direct                             : {t_toolkit / t_direct:8.2f}  (goal <= 1.15)")
     empty(core)
 
