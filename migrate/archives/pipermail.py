@@ -23,7 +23,8 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import NamedTuple
 
 YEARLY, MONTHLY, QUARTERLY, WEEKLY, DAILY = 0, 1, 2, 3, 4
 FREQUENCIES = (YEARLY, MONTHLY, QUARTERLY, WEEKLY, DAILY)
@@ -157,14 +158,17 @@ def read_article(page: bytes) -> Article:
     )
 
 
-@dataclass(frozen=True)
-class ArticleRef:
-    """One article file of a list's pipermail folder and the Message-ID its page carries."""
+class ArticleRef(NamedTuple):
+    """One article file of a list's pipermail folder and the Message-ID its page carries.
+
+    `path` is the file (a local Path from `walk_archive`; from a remote listing, the path relative
+    to the archive folder). A named tuple: a large site has hundreds of thousands of them.
+    """
 
     volume: str
     number: int
     relative_url: str
-    path: Path
+    path: PurePath | str
     message_id: str | None
 
 

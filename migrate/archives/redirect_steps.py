@@ -49,8 +49,8 @@ import tempfile
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import PurePosixPath
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,8 +62,8 @@ from .hyperkitty import mailman_web_command, read_state, reader_runner
 from .msgid import normalise
 from .pipermail import ArticleRef, parse_volume_name
 from .redirects import (
-    RedirectMap, UnmappedArticle, archive_entries, build_map, postorius_list_url, render_apache,
-    render_nginx, site_entries,
+    RedirectMap, UnmappedArticle, archive_entries, build_map, canonical_path, paused_gc,
+    postorius_list_url, render_apache, render_nginx, site_entries,
 )
 
 # Mailman 2 list names are lower case (MailList.InitVars lowercases them); a folder named
@@ -223,6 +223,11 @@ def parse_pipermail_listing(text: str) -> dict[str, LegacyList]:
     Paths that are not `<list>/<volume>/<NNNNNN>.html` with a valid list and volume name are
     skipped: nothing else in the folder is an article.
     """
+    with paused_gc():
+        return _parse_pipermail_listing(text)
+
+
+def _parse_pipermail_listing(text: str) -> dict[str, LegacyList]:
     lists: dict[str, LegacyList] = {}
     files: list[str] = []
     ids: dict[str, str] = {}
@@ -252,9 +257,14 @@ def parse_pipermail_listing(text: str) -> dict[str, LegacyList]:
         if not volumes[volume]:
             continue
         quoted = ids.get(path)
-        message_id = urllib.parse.unquote_to_bytes(quoted).decode("utf-8", "replace") if quoted else None
+        if not quoted:
+            message_id = None
+        elif "%" in quoted:
+            message_id = urllib.parse.unquote_to_bytes(quoted).decode("utf-8", "replace")
+        else:
+            message_id = quoted
         found.setdefault(name, []).append(
-            ArticleRef(volume, int(number[1]), f"{volume}/{filename}", PurePosixPath(path), message_id))
+            ArticleRef(volume, int(number[1]), f"{volume}/{filename}", path, message_id))
     for name, legacy in lists.items():
         if LIST_NAME.match(name):
             legacy.articles = sorted(found.get(name, ()), key=lambda a: (a.number, a.volume))
@@ -401,7 +411,7 @@ def reconcile_with_mbox(name: str, articles: list[ArticleRef], mbox_ids: list[st
     for article in articles:
         if normalise(article.message_id) is None and article.number < len(mbox_ids) and mbox_ids[article.number]:
             message_id = mbox_ids[article.number]
-            article = replace(article, message_id=message_id)
+            article = article._replace(message_id=message_id)
             filled.append((_source(name, article), message_id))
         result.append(article)
     return result, filled, disagreements
@@ -445,8 +455,7 @@ class ListOutcome:
                 "disagreements": [asdict(d) for d in self.disagreements]}
 
 
-@dataclass(frozen=True)
-class MessageRedirect:
+class MessageRedirect(NamedTuple):
     list_name: str
     private: bool
     old_path: str
@@ -462,6 +471,11 @@ class BuiltMap:
 
 def build_redirects(archives: list[ListArchive]) -> BuiltMap:
     """The map for these lists plus the site's own pages; what was left out, and why."""
+    with paused_gc():
+        return _build_redirects(archives)
+
+
+def _build_redirects(archives: list[ListArchive]) -> BuiltMap:
     entries = site_entries()
     outcomes = []
     candidates = []
@@ -472,7 +486,7 @@ def build_redirects(archives: list[ListArchive]) -> BuiltMap:
         if not archive.in_hyperkitty:
             # HyperKitty has no page for a list it does not archive (archiving off): the list's
             # archive URLs go to its Postorius page instead of ending on a 404.
-            found = [replace(e, new_url=postorius_list_url(archive.address))
+            found = [e._replace(new_url=postorius_list_url(archive.address))
                      for e in found if e.kind in ("list", "web_ui")]
         entries.extend(found)
         outcomes.append(ListOutcome(archive.name, archive.address, archive.private, len(articles),
@@ -1060,7 +1074,7 @@ class InstallRedirects(Step):
                 probes = []
                 for old in (f"/mailman/listinfo/{outcome.name}", f"/cgi-bin/mailman/admin/{outcome.name}",
                             f"/cgi-bin/mailman/private/{outcome.name}/"):
-                    target = built.redirect_map.redirects.get(old)
+                    target = built.redirect_map.redirects.get(canonical_path(old))
                     if target is not None:
                         probes.append((old, target, (200, 403) if outcome.private else (200,)))
                 web_ui.append(probes)

@@ -18,7 +18,10 @@ Targets (HyperKitty 1.3.12 `hyperkitty/urls.py`, Postorius 1.3.13):
 Old paths: pipermail under `/pipermail/<list>/`, private archives under `/mailman/private/<list>/`
 or `/cgi-bin/mailman/private/<list>/` (Mailman 2's default URL pattern is `/mailman/`, Debian's is
 `/cgi-bin/mailman/`), and the CGI scripts listinfo, admin, admindb, options, subscribe, roster and
-private under both prefixes.
+private under both prefixes. The private script shows the same pages as pipermail, so the map holds
+an archive page once, under `/pipermail/`: both renderings first turn `<prefix>/private/<rest>`
+into `/pipermail/<rest>` (`canonical_path`) and look that up. One key per page instead of three
+keeps the map, the files and the server's memory a third of the size.
 
 Keys are decoded paths, as nginx's `$uri` and Apache's `%{REQUEST_URI}` hold them. nginx compares
 map keys ignoring ASCII case, so `build_map` treats paths that differ only in case as one path.
@@ -28,11 +31,14 @@ holds.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
 import urllib.parse
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from .msgid import message_hash, normalise
 from .pipermail import DAILY, MONTHLY, ArticleRef, parse_volume_name
@@ -56,15 +62,22 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # `;`, which 1.3 escaped; the tests ask a running Apache for every printable ASCII character.
 _APACHE_KEEP = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789$-_.+!*'(),:;@&=/~")
 _APACHE_ESCAPES = tuple(chr(b) if b in _APACHE_KEEP else f"%{b:02x}" for b in range(256))
+_APACHE_NEEDS_ESCAPE = re.compile(r"[^A-Za-z0-9$\-_.+!*'(),:;@&=/~]")
+
+# `<prefix>/private/<rest>` is the same page as `/pipermail/<rest>` (the private CGI serves the
+# archive folder). Both servers apply this rewrite before the lookup, ASCII case ignored like
+# nginx's map keys; `/mailman/private` and `/mailman/private/` themselves (no list) stay apart.
+PRIVATE_ALIAS = r"^/(?:cgi-bin/)?mailman/private/(.+)$"
+_PRIVATE_ALIAS = re.compile(PRIVATE_ALIAS, re.ASCII | re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class RedirectEntry:
+class RedirectEntry(NamedTuple):
     """One old path and where it now lives.
 
     `source` names the legacy object the path shows (for an article `<list>/<volume>/<NNNNNN>`), so
     that several URLs of one article are told apart from two articles with the same Message-ID.
-    A message entry without one counts as its own article.
+    A message entry without one counts as its own article. (A named tuple: a large archive makes
+    hundreds of thousands of them.)
     """
 
     old_path: str
@@ -118,6 +131,20 @@ class RedirectMap:
         return data
 
 
+@contextlib.contextmanager
+def paused_gc():
+    """No cyclic garbage collection inside: building a large map allocates hundreds of thousands
+    of tuples (none in a cycle), and every collection would walk all of them again, doubling the
+    build time. The previous state is restored, so nesting is harmless."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 # --- targets ------------------------------------------------------------------------------------
 
 def _split_address(list_address: str) -> tuple[str, str]:
@@ -158,23 +185,34 @@ def postorius_list_url(list_address: str) -> str:
 
 # --- entries ------------------------------------------------------------------------------------
 
-def _archive_bases(list_name: str) -> list[str]:
-    return [f"{PIPERMAIL}/{list_name}"] + [f"{prefix}/private/{list_name}" for prefix in SCRIPT_PREFIXES]
+def canonical_path(path: str) -> str:
+    """The key a request path is looked up under: `<prefix>/private/<rest>` → `/pipermail/<rest>`."""
+    match = _PRIVATE_ALIAS.match(path)
+    return f"{PIPERMAIL}/{match[1]}" if match else path
+
+
+def _archive_base(list_name: str) -> str:
+    """Where a list's archive pages are keyed (the private URLs reach them by `canonical_path`)."""
+    return f"{PIPERMAIL}/{list_name}"
 
 
 def article_entries(list_name: str, list_address: str, volume: str, number: int,
                     message_id: str | None) -> list[RedirectEntry]:
-    """The public and private URLs of one pipermail article → its HyperKitty message page.
+    """The URL of one pipermail article (public and, through `canonical_path`, private) → its
+    HyperKitty message page.
 
     No entries when the page carries no usable Message-ID (pages older than Mailman 2.1.10).
     """
     normalised = normalise(message_id)
     if normalised is None:
         return []
-    target = hyperkitty_message_url(list_address, normalised)
-    source = f"{list_name}/{volume}/{number:06d}"
-    return [RedirectEntry(f"{base}/{volume}/{number:06d}.html", target, "message", source, normalised)
-            for base in _archive_bases(list_name)]
+    return [_article_entry(list_name, hyperkitty_list_url(list_address), volume, number, normalised)]
+
+
+def _article_entry(list_name: str, list_url: str, volume: str, number: int, normalised: str) -> RedirectEntry:
+    page = f"{volume}/{number:06d}"
+    return RedirectEntry(f"{PIPERMAIL}/{list_name}/{page}.html", f"{list_url}message/{message_hash(normalised)}/",
+                         "message", f"{list_name}/{page}", normalised)
 
 
 def volume_entries(list_name: str, list_address: str, volume: str) -> list[RedirectEntry]:
@@ -183,27 +221,23 @@ def volume_entries(list_name: str, list_address: str, volume: str) -> list[Redir
     if target is None:
         return []
     source = f"{list_name}/{volume}"
-    entries = []
-    for base in _archive_bases(list_name):
-        folder = f"{base}/{volume}"
-        for path in (folder, folder + "/", *(f"{folder}/{page}" for page in VOLUME_PAGES)):
-            entries.append(RedirectEntry(path, target, "volume", source))
-    return entries
+    folder = f"{_archive_base(list_name)}/{volume}"
+    return [RedirectEntry(path, target, "volume", source)
+            for path in (folder, folder + "/", *(f"{folder}/{page}" for page in VOLUME_PAGES))]
 
 
 def list_entries(list_name: str, list_address: str) -> list[RedirectEntry]:
-    """A list's archive index and its web UI pages → HyperKitty's and Postorius's list pages."""
+    """A list's archive index and its web UI pages → HyperKitty's and Postorius's list pages.
+
+    The private script's URLs with the list name are the archive's (`canonical_path`)."""
     archive, settings = hyperkitty_list_url(list_address), postorius_list_url(list_address)
-    entries = []
-    for base in _archive_bases(list_name):
-        for path in (base, base + "/", base + "/index.html"):
-            entries.append(RedirectEntry(path, archive, "list", list_name))
+    base = _archive_base(list_name)
+    entries = [RedirectEntry(path, archive, "list", list_name) for path in (base, base + "/", base + "/index.html")]
     for prefix in SCRIPT_PREFIXES:
         for script in WEB_UI_SCRIPTS:
-            target = archive if script == "private" else settings
-            for path in (f"{prefix}/{script}/{list_name}", f"{prefix}/{script}/{list_name}/"):
-                if not any(e.old_path == path for e in entries):
-                    entries.append(RedirectEntry(path, target, "web_ui", list_name))
+            if script != "private":
+                for path in (f"{prefix}/{script}/{list_name}", f"{prefix}/{script}/{list_name}/"):
+                    entries.append(RedirectEntry(path, settings, "web_ui", list_name))
     return entries
 
 
@@ -228,16 +262,18 @@ def archive_entries(list_name: str, list_address: str, articles: Iterable[Articl
     entries: list[RedirectEntry] = []
     unmapped: list[UnmappedArticle] = []
     volumes: set[str] = set()
+    list_url = hyperkitty_list_url(list_address)
     for article in articles:
         volumes.add(article.volume)
         normalised = normalise(article.message_id)
-        source = f"{list_name}/{article.volume}/{article.number:06d}"
         if normalised is None:
-            unmapped.append(UnmappedArticle(source, article.message_id, "the page carries no usable Message-ID"))
+            unmapped.append(UnmappedArticle(f"{list_name}/{article.volume}/{article.number:06d}",
+                                            article.message_id, "the page carries no usable Message-ID"))
         elif normalised not in imported_ids:
-            unmapped.append(UnmappedArticle(source, normalised, "HyperKitty holds no message with this Message-ID"))
+            unmapped.append(UnmappedArticle(f"{list_name}/{article.volume}/{article.number:06d}",
+                                            normalised, "HyperKitty holds no message with this Message-ID"))
         else:
-            entries.extend(article_entries(list_name, list_address, article.volume, article.number, normalised))
+            entries.append(_article_entry(list_name, list_url, article.volume, article.number, normalised))
     for volume in sorted(volumes):
         entries.extend(volume_entries(list_name, list_address, volume))
     entries.extend(list_entries(list_name, list_address))
@@ -274,45 +310,90 @@ def build_map(entries: Iterable[RedirectEntry]) -> RedirectMap:
       the static copy) and the pair is reported.
     - Entries that cannot be written safely into a server configuration are rejected.
     """
-    result = RedirectMap()
-    targets: dict[str, set[str]] = defaultdict(set)
-    spellings: dict[str, set[str]] = defaultdict(set)
-    message_sources: dict[str, set[str]] = defaultdict(set)
-    message_ids: dict[str, str | None] = {}
-    paths_by_target: dict[str, set[str]] = defaultdict(set)
-    for entry in entries:
-        if not entry.old_path.startswith("/") or _CONTROL.search(entry.old_path):
-            result.rejected.append(Rejected(entry.old_path, entry.new_url, "old path is not a clean absolute path"))
-            continue
-        if not _TARGET.fullmatch(entry.new_url):
-            result.rejected.append(Rejected(entry.old_path, entry.new_url, "target is not a plain URL path"))
-            continue
-        folded = _ascii_lower(entry.old_path)
-        targets[folded].add(entry.new_url)
-        spellings[folded].add(entry.old_path)
-        if entry.kind == "message":
-            message_sources[entry.new_url].add(entry.source or entry.old_path)
-            message_ids.setdefault(entry.new_url, entry.message_id)
-            paths_by_target[entry.new_url].add(entry.old_path)
+    with paused_gc():
+        return _build_map(entries)
 
-    duplicated = {url for url, sources in message_sources.items() if len(sources) > 1}
-    for url in sorted(duplicated):
-        result.duplicates.append(DuplicateMessage(message_ids[url], url, tuple(sorted(message_sources[url])),
-                                                  tuple(sorted(paths_by_target[url]))))
-    redirects = {}
-    for folded, urls in targets.items():
-        if len(urls) > 1:
-            result.conflicts.append(Conflict(tuple(sorted(spellings[folded])), tuple(sorted(urls))))
+
+def _build_map(entries: Iterable[RedirectEntry]) -> RedirectMap:
+    result = RedirectMap()
+    # Per ASCII-folded key: its first target, or a set once a second one turns up (rare).
+    targets: dict[str, str | set[str]] = {}
+    spellings: dict[str, str | set[str]] = {}
+    # Per message page: the first article's source and its entries; a page reached from several
+    # articles moves to `shared`, which collects every source and entry to report them.
+    first_message: dict[str, tuple[str, list[RedirectEntry]]] = {}
+    shared: dict[str, tuple[set[str], list[RedirectEntry]]] = {}
+    clean_targets: set[str] = set()
+    lower = _ASCII_LOWER
+    control, target_ok, alias = _CONTROL.search, _TARGET.fullmatch, _PRIVATE_ALIAS.match
+    for entry in entries:
+        old_path, url = entry.old_path, entry.new_url
+        if old_path[:1] != "/" or control(old_path):
+            result.rejected.append(Rejected(old_path, url, "old path is not a clean absolute path"))
             continue
-        (url,) = urls
+        if url not in clean_targets:
+            if not target_ok(url):
+                result.rejected.append(Rejected(old_path, url, "target is not a plain URL path"))
+                continue
+            clean_targets.add(url)
+        if old_path[1:2] in "cCmM" and (match := alias(old_path)):
+            old_path = f"{PIPERMAIL}/{match[1]}"
+        folded = old_path.translate(lower)
+        # The common case inline (a key seen once); _collect for the rest.
+        if folded not in targets:
+            targets[folded] = url
+            spellings[folded] = old_path
+        else:
+            _collect(targets, folded, url)
+            _collect(spellings, folded, old_path)
+        if entry.kind == "message":
+            source = entry.source or old_path
+            first = first_message.get(url)
+            if first is None:
+                first_message[url] = (source, [entry])
+            elif url in shared:
+                shared[url][0].add(source)
+                shared[url][1].append(entry)
+            elif first[0] == source:
+                first[1].append(entry)
+            else:
+                shared[url] = ({first[0], source}, [*first[1], entry])
+
+    duplicated = set(shared)
+    for url in sorted(duplicated):
+        sources, found = shared[url]
+        result.duplicates.append(DuplicateMessage(found[0].message_id, url, tuple(sorted(sources)),
+                                                  tuple(sorted({canonical_path(e.old_path) for e in found}))))
+    redirects = {}
+    for folded, url in targets.items():
+        if isinstance(url, set):
+            names = spellings[folded]
+            result.conflicts.append(Conflict(tuple(sorted(names if isinstance(names, set) else {names})),
+                                             tuple(sorted(url))))
+            continue
         if url in duplicated:
             continue
-        for path in spellings[folded]:
-            redirects[path] = url
+        names = spellings[folded]
+        if isinstance(names, set):
+            for path in names:
+                redirects[path] = url
+        else:
+            redirects[names] = url
     result.conflicts.sort(key=lambda conflict: conflict.old_paths)
     result.rejected.sort(key=lambda rejected: (rejected.old_path, rejected.new_url))
     result.redirects = dict(sorted(redirects.items()))
     return result
+
+
+def _collect(found: dict, key: str, value: str) -> None:
+    """found[key] = value; a second, different value turns it into the set of both."""
+    have = found.get(key)
+    if have is None:
+        found[key] = value
+    elif isinstance(have, set):
+        have.add(value)
+    elif have != value:
+        found[key] = {have, value}
 
 
 # --- nginx --------------------------------------------------------------------------------------
@@ -321,7 +402,9 @@ def _nginx_string(text: str) -> str:
     # Inside double quotes nginx's parser (ngx_conf_read_token) only treats `\"`, `\'`, `\\`, `\t`,
     # `\r`, `\n` specially; `;`, `{`, `}`, `#` and spaces are plain characters there. Map keys are
     # never variables, so `$` needs nothing.
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if "\\" in text or '"' in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
 
 
 def _power_of_two_at_least(value: int) -> int:
@@ -332,12 +415,18 @@ def _power_of_two_at_least(value: int) -> int:
 
 
 def render_nginx(redirect_map: RedirectMap, *, variable: str = NGINX_VARIABLE) -> tuple[str, str]:
-    """The http-level file (a `map $uri $<variable>`) and the server-level snippet using it.
+    """The http-level file (two maps: `$uri` to its `canonical_path`, that to the target) and the
+    server-level snippet using it.
 
     Paths that differ only in ASCII case are one key to nginx; the first in sorted order is written.
     The file sets `map_hash_max_size` and `map_hash_bucket_size` for the map's size and key lengths;
     an http block may set each only once, so no other included file should set them.
     """
+    with paused_gc():
+        return _render_nginx(redirect_map, variable)
+
+
+def _render_nginx(redirect_map: RedirectMap, variable: str) -> tuple[str, str]:
     keys: dict[str, tuple[str, str]] = {}
     for path, url in redirect_map.redirects.items():
         keys.setdefault(_ascii_lower(path), (path, url))
@@ -354,7 +443,13 @@ def render_nginx(redirect_map: RedirectMap, *, variable: str = NGINX_VARIABLE) -
         f"# {len(keys)} paths. Include at http level; the server snippet reads ${variable}.",
         f"map_hash_max_size {max_size};",
         f"map_hash_bucket_size {bucket};",
-        f"map $uri ${variable} {{",
+        "# <prefix>/private/<rest> shows the same page as /pipermail/<rest>.",
+        f"map $uri ${variable}_key {{",
+        f"    {_nginx_string('~*' + PRIVATE_ALIAS.replace('(.+)', f'(?<{variable}_rest>.+)'))} "
+        f"{PIPERMAIL}/${variable}_rest;",
+        "    default $uri;",
+        "}",
+        f"map ${variable}_key ${variable} {{",
         '    default "";',
     ]
     lines.extend(f"    {_nginx_string(path)} {_nginx_string(url)};" for path, url in keys.values())
@@ -373,6 +468,8 @@ def render_nginx(redirect_map: RedirectMap, *, variable: str = NGINX_VARIABLE) -
 
 def apache_escape(path: str) -> str:
     """`path` as mod_rewrite's `int:escape` turns the decoded request path into a map key."""
+    if not _APACHE_NEEDS_ESCAPE.search(path):
+        return path
     return "".join(_APACHE_ESCAPES[b] for b in path.encode("utf-8"))
 
 
@@ -395,16 +492,24 @@ def render_apache(redirect_map: RedirectMap, *, map_path: str, dbm: bool = False
         "# Redirects of Mailman 2 URLs to Mailman 3 (generated; do not edit).",
         "# Keys are request paths escaped like mod_rewrite's int:escape.",
     ]
-    lines.extend(f"{apache_escape(path)} {url}" for path, url in redirect_map.redirects.items())
+    with paused_gc():
+        lines.extend(f"{apache_escape(path)} {url}" for path, url in redirect_map.redirects.items())
     kind = "dbm" if dbm else "txt"
-    lookup = f"${{{map_name}:${{{map_name}_escape:%{{REQUEST_URI}}}}}}"
+
+    def lookup(path: str) -> str:
+        return f"${{{map_name}:${{{map_name}_escape:{path}}}}}"
+
     snippet = "\n".join([
         "# Redirects of Mailman 2 URLs (generated). Put in the <VirtualHost> that served them:",
         "# RewriteMap is not allowed in .htaccess or <Directory>. Unmapped paths are left alone.",
         "RewriteEngine On",
         f"RewriteMap {map_name} {_apache_argument(f'{kind}:{map_path}')}",
         f"RewriteMap {map_name}_escape int:escape",
-        f'RewriteCond "{lookup}" "^(/.+)$"',
+        "# <prefix>/private/<rest> shows the same page as /pipermail/<rest>, which the map holds.",
+        f'RewriteCond "%{{REQUEST_URI}}" "{PRIVATE_ALIAS}" [NC]',
+        f'RewriteCond "{lookup(PIPERMAIL + "/%1")}" "^(/.+)$"',
+        'RewriteRule "^" "%1" [R=301,L,NE]',
+        f'RewriteCond "{lookup("%{REQUEST_URI}")}" "^(/.+)$"',
         'RewriteRule "^" "%1" [R=301,L,NE]',
     ]) + "\n"
     return "\n".join(lines) + "\n", snippet
