@@ -27,7 +27,8 @@ hyperkitty/management/commands/hyperkitty_import.py and checked on the lab):
   (after a prestage); after a delta only the new messages are indexed (`IndexMessages`), since
   re-indexing a list costs time in proportion to all its messages, inside the window.
 - On SQLite, two imports at once fail with "database is locked" and the importer skips the
-  messages that hit the lock; `database_engine` lets callers import one list at a time there.
+  messages that hit the lock; `HyperKittyState.single_writer` lets callers import one list at a
+  time there. PostgreSQL (production's and the lab's) takes concurrent imports.
 """
 
 from __future__ import annotations

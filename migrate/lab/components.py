@@ -13,6 +13,7 @@ from ..core.errors import MigrateError
 from .base import Component, ServiceStatus
 from .hyperkitty import HyperKittyWeb
 from .mailman3 import Mailman3Core
+from .postgres import LabPostgres
 from .sshd import DEFAULT_INVENTORY, SshdHosts
 from .web import WebServer
 
@@ -22,6 +23,7 @@ def components(inventory_path: Path | str = DEFAULT_INVENTORY) -> list[Component
     return [
         SshdHosts(inventory_path),
         Mailman3Core(),
+        LabPostgres(),
         HyperKittyWeb(),
         WebServer(),
     ]

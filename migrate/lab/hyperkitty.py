@@ -9,12 +9,14 @@ Layout (all under the lab root):
     secrets/mailman3_rest                    core's REST password (written by Mailman3Core)
     hosts/lists-01/mailman-web/settings.py   rendered by `render_settings` (0600: secrets)
     hosts/lists-01/mailman-web/lab_urls.py   mailman-web's URLs plus /static/ (see below)
-    hosts/lists-01/mailman-web/mailman-web.db  the Django database (SQLite)
     hosts/lists-01/mailman-web/fulltext_index/ Whoosh search index
     hosts/lists-01/mailman-web/static/       collectstatic output, served at /static/
     hosts/lists-01/mailman-web/logs/         mailmanweb.log (Django's own log)
     hosts/lists-01/mailman-web/gunicorn.log  gunicorn's output; gunicorn.pid its master
     hosts/lists-01/mailman-web/component.lock  serialises up/down between processes
+
+The Django database is PostgreSQL (the `postgres` component, migrate/lab/postgres.py), as in
+production: on SQLite two imports at once lose messages to "database is locked".
 
 Lists reach HyperKitty three ways: `hyperkitty_import` creates the list and syncs its settings
 (archive policy included) from core before importing; the first message core's archiver hands
@@ -37,6 +39,7 @@ from pathlib import Path
 from .base import (ServiceStatus, assert_loopback, clean_env, lab_path, log_tail, pid_alive, port_open,
                    read_or_none, running_pid, spawn, stop_pid, write_if_changed)
 from .mailman3 import SYSTEM_PYTHON, ensure_secret
+from .postgres import LabPostgres
 
 HYPERKITTY_VERSION = "1.3.12"
 WEB_REQUIREMENTS = (
@@ -47,6 +50,7 @@ WEB_REQUIREMENTS = (
     "whoosh==2.7.4",
     "libsass==0.23.0",
     "gunicorn==27.0.1",
+    "psycopg2-binary==2.9.10",
 )
 
 # A DJANGO_SETTINGS_MODULE in the environment makes mailman-web ignore MAILMAN_WEB_CONFIG.
@@ -79,7 +83,7 @@ class HyperKittyLabError(RuntimeError):
 
 
 def render_settings(*, secret_key: str, allowed_hosts: Sequence[str],
-                    trusted_origins: Sequence[str], database: Path, rest_url: str,
+                    trusted_origins: Sequence[str], database: dict, rest_url: str,
                     rest_user: str, rest_password: str, archiver_key: str,
                     archiver_from: Sequence[str], index_dir: Path, static_root: Path,
                     log_file: Path, pysassc: Path, site_url: str) -> str:
@@ -90,8 +94,7 @@ def render_settings(*, secret_key: str, allowed_hosts: Sequence[str],
         "ALLOWED_HOSTS": list(allowed_hosts),
         # Django 4 checks the Origin of POSTs (logins, Postorius forms) against this list.
         "CSRF_TRUSTED_ORIGINS": list(trusted_origins),
-        "DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3",
-                                  "NAME": str(database)}},
+        "DATABASES": {"default": dict(database)},
         "MAILMAN_REST_API_URL": rest_url,
         "MAILMAN_REST_API_USER": rest_user,
         "MAILMAN_REST_API_PASS": rest_password,
@@ -196,7 +199,7 @@ class HyperKittyWeb:
         self.home = root / "hosts" / host / "mailman-web"
         self.settings_file = self.home / "settings.py"
         self.urlconf_file = self.home / f"{URLCONF_MODULE}.py"
-        self.database = self.home / "mailman-web.db"
+        self.postgres = LabPostgres(host=host, address=address, root=root)
         self.index_dir = self.home / "fulltext_index"
         self.static_root = self.home / "static"
         self.log_dir = self.home / "logs"
@@ -275,6 +278,7 @@ class HyperKittyWeb:
 
     def up(self) -> None:
         with self._locked():
+            self.postgres.up()  # its database first (idempotent; the components list starts it too)
             installed = ensure_web_venv(self.venv, self.requirements)
             changed = self._write_files()
             self._migrate_if_needed()
@@ -324,7 +328,7 @@ class HyperKittyWeb:
             allowed_hosts=self.allowed_hosts,
             trusted_origins=[f"http://{host}" for host in self.allowed_hosts]
             + [self.base_url],
-            database=self.database, rest_url=self.core_rest_url, rest_user=self.rest_user,
+            database=self.postgres.django_database(), rest_url=self.core_rest_url, rest_user=self.rest_user,
             rest_password=rest_password, archiver_key=ensure_secret(self.archiver_key_file),
             archiver_from=self.archiver_from, index_dir=self.index_dir,
             static_root=self.static_root, log_file=self.django_log,
@@ -336,9 +340,9 @@ class HyperKittyWeb:
 
     def _migrate_if_needed(self) -> None:
         # `migrate` costs a Django start-up (seconds) even when there is nothing to do, so it
-        # runs only for a new database or after the installed versions changed.
-        wanted = "\n".join(self.requirements) + "\n"
-        if self.database.exists() and _read(self._migrated_marker) == wanted:
+        # runs only for a new database (a new cluster id) or after the installed versions changed.
+        wanted = "\n".join([*self.requirements, f"cluster {self.postgres.cluster_id()}"]) + "\n"
+        if _read(self._migrated_marker) == wanted:
             return
         self._manage("migrate", "--no-input", timeout=600)
         self._migrated_marker.write_text(wanted)

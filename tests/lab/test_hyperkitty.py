@@ -256,7 +256,7 @@ def test_a_post_through_core_is_archived_live(web, core, domain):
 def test_render_settings_quotes_values_as_python():
     text = render_settings(
         secret_key="k'ey", allowed_hosts=["127.0.0.12"], trusted_origins=["http://127.0.0.12"],
-        database=Path("/lab/db.sqlite"), rest_url="http://127.0.0.12:8001", rest_user="restadmin",
+        database={"ENGINE": "django.db.backends.postgresql", "NAME": "db", "PASSWORD": "p'w"}, rest_url="http://127.0.0.12:8001", rest_user="restadmin",
         rest_password="pw\"x", archiver_key="ak", archiver_from=["127.0.0.12", "127.0.0.1"],
         index_dir=Path("/lab/index"), static_root=Path("/lab/static"),
         log_file=Path("/lab/logs/web.log"), pysassc=Path("/venv/bin/pysassc"),
@@ -268,6 +268,7 @@ def test_render_settings_quotes_values_as_python():
 
     assert namespace["SECRET_KEY"] == "k'ey"
     assert namespace["MAILMAN_REST_API_PASS"] == 'pw"x'
+    assert namespace["DATABASES"]["default"]["PASSWORD"] == "p'w"
     assert namespace["MAILMAN_ARCHIVER_FROM"] == ("127.0.0.12", "127.0.0.1")
     assert namespace["Q_CLUSTER"] == {"workers": 2, "sync": True}
     assert namespace["LOGGING"]["handlers"]["file"]["filename"] == "/lab/logs/web.log"
