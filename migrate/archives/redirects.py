@@ -35,7 +35,6 @@ import contextlib
 import gc
 import re
 import urllib.parse
-from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
