@@ -1369,7 +1369,6 @@ class _Pipermail:
         return sorted(names, reverse=True)
 
     def write(self, html_dir: Path) -> None:
-        ml = self.ml
         for volume in self.volumes.values():
             folder = html_dir / volume.name
             folder.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from .model import COMPARED_SETTINGS, ListState, Membership
+from .model import COMPARED_SETTINGS, ListState
 
 MEMBER_FIELDS = ("delivery_mode", "delivery_status", "moderation_action")
 

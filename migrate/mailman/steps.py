@@ -18,7 +18,7 @@ from ..core.ops import RemoveFile, WriteFile
 from ..core.step import Step, StepContext, Verification, fail
 from . import convert, mm2
 from .mm3 import (
-    KIND, CreateDomain, CreateList, Import21, Mailman3Error, SetListSettings, get_list, known_addresses,
+    KIND, CreateDomain, CreateList, Import21, SetListSettings, get_list, known_addresses,
     mailman_command, read_list_state,
 )
 from .model import ListState

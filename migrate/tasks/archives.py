@@ -53,7 +53,6 @@ def check(c, list_=None, all=False, exclude=None, inventory=None, json=False):
     with Connections(inv) as connections:
         executor = Executor(connections)
         names, _ = _select(executor, inv, list_, all, exclude)
-        host = legacy_host(inv).name
         for name in names:
             data = read_archive_file(executor, inv, mbox_path(inv, name))
             if data is None:

@@ -2,7 +2,6 @@
 
 from invoke import Collection, task
 
-from ..core.report import Reporter
 from ..demo.steps import DEFAULT_MESSAGE, MaintenanceNotice
 from ._common import FLAG_HELP, finish, guarded, load_inventory, runner
 

@@ -10,9 +10,8 @@ from ..core.errors import MigrateError
 from ..core.executor import Executor
 from ..core.journal import load_run
 from ..core.report import Reporter
-from ..core.runner import ExitCode
 from ..core.transport import Connections
-from ..mailman import convert, mm2
+from ..mailman import convert
 from ..mailman.steps import MigrateList, SyncList, legacy_host
 from ..mailman.survey import list_folders, survey
 from ._common import FLAG_HELP, finish, guarded, load_inventory, runner, state_dir

@@ -1,6 +1,6 @@
 """Tasks over run journals: list, show, resume, roll back, unlock."""
 
-from invoke import Collection, Exit, task
+from invoke import Collection, task
 
 from ..core.report import Reporter
 from ._common import FLAG_HELP, finish, guarded, load_inventory, runner, state_dir

@@ -73,7 +73,7 @@ def test_dry_run_shows_every_command_and_creates_nothing(lab, state):
     assert result.returncode == 0, result.stdout + result.stderr
     assert mm3_snapshot(core) == before
     for name in names:
-        assert f"import21" in result.stdout and name in result.stdout
+        assert "import21" in result.stdout and name in result.stdout
     log = (state / "runs" / newest_run_id(state) / "run.log").read_text()
     assert log.count("mailman import21") == len(names)
 
