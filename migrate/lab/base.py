@@ -6,7 +6,9 @@ this code, tracked by a pid file, and stopped by that pid.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import signal
 import socket
@@ -14,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Iterator, Protocol, Sequence
 
 from ..core.paths import LAB_ROOT
 
@@ -42,6 +44,16 @@ class Component(Protocol):
 
     def down(self) -> None:
         """Stop every daemon of the component (idempotent)."""
+
+
+@contextlib.contextmanager
+def component_lock(home: Path) -> Iterator[None]:
+    """Serialise a component's up/down between processes (parallel sessions share the lab): an
+    exclusive flock on `home/component.lock`, released when the file closes."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "component.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def lab_path(*parts: str) -> Path:

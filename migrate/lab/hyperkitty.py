@@ -27,16 +27,15 @@ which nothing schedules in the lab) picks up lists that have no message yet.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import http.client
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from .base import (ServiceStatus, assert_loopback, clean_env, lab_path, log_tail, pid_alive, port_open,
+from .base import (ServiceStatus, component_lock, assert_loopback, clean_env, lab_path, log_tail, pid_alive, port_open,
                    read_or_none, running_pid, spawn, stop_pid, write_if_changed)
 from .mailman3 import SYSTEM_PYTHON, ensure_secret
 from .postgres import LabPostgres
@@ -208,7 +207,6 @@ class HyperKittyWeb:
         self.pid_file = self.home / "gunicorn.pid"
         self._migrated_marker = self.home / "migrated-with.txt"
         self._static_marker = self.static_root / "collected-with.txt"
-        self._lock_file = self.home / "component.lock"
 
     # -- what tests, other components and the toolkit use --------------------------------------
 
@@ -448,16 +446,9 @@ class HyperKittyWeb:
         bind = f"{self.address}:{self.port}".encode()
         return gunicorn in argv and bind in argv and pid_alive(pid)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise up/down between processes: the lab is shared by parallel test sessions."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_file, "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _locked(self):
+        return component_lock(self.home)
+
 
 
 def _clean_env() -> dict[str, str]:

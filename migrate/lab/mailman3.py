@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import http.client
 import json
 import os
@@ -30,11 +29,11 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from .base import (ServiceStatus, assert_loopback, clean_env, lab_path, log_tail, pid_alive, port_open,
+from .base import (ServiceStatus, component_lock, assert_loopback, clean_env, lab_path, log_tail, pid_alive, port_open,
                    read_or_none, running_pid, stop_pid, wait_for_port, write_if_changed)
 
 MAILMAN_VERSION = "3.3.10"
@@ -217,7 +216,6 @@ class Mailman3Core:
         self.pid_file = self.var_dir / "master.pid"
         self.database = self.var_dir / "data" / "mailman.db"
         self.mailman_log = self.var_dir / "logs" / "mailman.log"
-        self._lock_file = self.home / "component.lock"
 
     # -- what tests and other components use --------------------------------------------------
 
@@ -447,16 +445,9 @@ class Mailman3Core:
         return (f"== {self.start_log} ==\n{_tail(self.start_log)}\n"
                 f"== {self.mailman_log} ==\n{_tail(self.mailman_log)}")
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise up/down between processes: the lab is shared by parallel test sessions."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_file, "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _locked(self):
+        return component_lock(self.home)
+
 
     # -- REST ----------------------------------------------------------------------------------
 

@@ -22,17 +22,15 @@ stdin, never on a command line.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import glob
 import os
 import pwd
 import secrets
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-from .base import ServiceStatus, assert_loopback, lab_path, log_tail, pid_alive, port_open, read_or_none
+from .base import (assert_loopback, component_lock, lab_path, log_tail, pid_alive, port_open, read_or_none,
+                   ServiceStatus)
 from .mailman3 import ensure_secret
 
 SYSTEM_USER = "postgres"
@@ -139,13 +137,9 @@ class LabPostgres:
 
     # -- setting up ----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise up/down between processes (parallel `lab.up`s must not both run initdb)."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        with open(self.home / "component.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            yield
+    def _locked(self):
+        return component_lock(self.home)
+
 
     def _as_postgres(self, argv: list[str], *, input: str | None = None, timeout: float = 120,
                      what: str) -> str:

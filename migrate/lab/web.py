@@ -31,17 +31,16 @@ for pipermail paths, so the map file itself sets it (once: nginx refuses a dupli
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import (ServiceStatus, assert_loopback, lab_path, pid_alive, running_pid, stop_pid,
+from .base import (ServiceStatus, component_lock, assert_loopback, lab_path, pid_alive, running_pid, stop_pid,
                    wait_for_port)
 
 NGINX = "/usr/sbin/nginx"
@@ -240,7 +239,6 @@ class WebServer:
             pipermail_root=self.host_root / "srv" / "pipermail",
             document_root=self.host_root / "srv" / "www",
         )
-        self._lock_file = self.home / "component.lock"
 
     # -- what tests and the toolkit use --------------------------------------------------------
 
@@ -472,16 +470,9 @@ class WebServer:
             raise WebLabError(f"{what} failed ({result.returncode}): {' '.join(argv)}\n{output}")
         return output
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise up/down/reload between processes: the lab is shared by parallel sessions."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_file, "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _locked(self):
+        return component_lock(self.home)
+
 
 
 def _listeners(address: str, port: int) -> set[int]:
