@@ -43,7 +43,7 @@ from ..core.ops import Operation, WriteFile, register
 from ..core.step import Check, Step, StepContext, Verification, fail
 from ..mailman import convert, mm2
 from ..mailman.mm3 import KIND as MAILMAN3, get_list
-from ..mailman.steps import LIST_NAME, legacy_host, list_dir, lists_host
+from ..mailman.steps import LIST_NAME, legacy_host, list_address, lists_host, read_list_config
 from . import mbox
 from .hyperkitty import (
     SINCE, ArchivedList, DiscardImportCopy, HyperKittyState, ImportArchives, IndexMessages, UpdateSearchIndex,
@@ -160,18 +160,11 @@ class _Archive:
 
     def config(self, ctx: StepContext) -> dict:
         if self._config is None:
-            path = posixpath.join(list_dir(ctx.inventory, self.name), "config.pck")
-            data = ctx.read_file(legacy_host(ctx.inventory).name, path)
-            if data is None:
-                raise mm2.Mailman2DataError(self.name, f"{path} does not exist")
-            self._config = mm2.load_config(data, list_name=self.name)
+            self._config = read_list_config(ctx, self.name)
         return self._config
 
     def fqdn(self, ctx: StepContext) -> str:
-        host = self.mail_host or str(self.config(ctx).get("host_name") or "")
-        if not host:
-            raise mm2.Mailman2DataError(self.name, "config.pck has no host_name; pass mail_host")
-        return f"{self.name}@{host}"
+        return list_address(self.name, self.mail_host, self.config(ctx))
 
     def archive_policy(self, ctx: StepContext) -> str:
         """What Mailman 2's archive and archive_private become on Mailman 3 (import21's rule)."""

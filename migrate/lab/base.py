@@ -105,6 +105,22 @@ def stop_pid(pid_file: Path, timeout: float = 10.0, sig: int = signal.SIGTERM) -
     return True
 
 
+def terminate_all(pids: Sequence[int], grace: float = 5.0) -> None:
+    """SIGTERM each process, SIGKILL those still alive after `grace` seconds; return when all are gone."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    while any(pid_alive(pid) for pid in pids):
+        time.sleep(0.05)
+
+
 def spawn(argv: Sequence[str], *, log_file: Path, pid_file: Path, env: dict | None = None,
           cwd: Path | None = None) -> int:
     """Start a long-running foreground process detached from us, record its pid, return it.

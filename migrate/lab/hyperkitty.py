@@ -26,17 +26,14 @@ which nothing schedules in the lab) picks up lists that have no message yet.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from .base import (ServiceStatus, component_lock, assert_loopback, clean_env, lab_path, log_tail, pid_alive, port_open,
-                   read_or_none, running_pid, spawn, stop_pid, write_if_changed)
+                   read_or_none, running_pid, spawn, stop_pid, terminate_all, write_if_changed)
 from .mailman3 import SYSTEM_PYTHON, ensure_secret
 from .postgres import LabPostgres
 
@@ -420,19 +417,7 @@ class HyperKittyWeb:
 
     def _kill_strays(self) -> None:
         """Stop workers whose master is gone (it was killed): they hold the port."""
-        strays = self.daemon_pids()
-        for pid in strays:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and any(pid_alive(pid) for pid in strays):
-            time.sleep(0.05)
-        for pid in strays:
-            if pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        while any(pid_alive(pid) for pid in strays):
-            time.sleep(0.05)
+        terminate_all(self.daemon_pids())
 
     def _is_daemon(self, pid: int) -> bool:
         # gunicorn's master and its forked workers share the command line we started it with;

@@ -21,12 +21,10 @@ process per runner, and the REST runner forks its gunicorn workers. All of them 
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import json
 import os
 import secrets
-import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -34,7 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .base import (ServiceStatus, component_lock, assert_loopback, clean_env, lab_path, log_tail, pid_alive, port_open,
-                   read_or_none, running_pid, stop_pid, wait_for_port, write_if_changed)
+                   read_or_none, running_pid, stop_pid, terminate_all, wait_for_port, write_if_changed)
 
 MAILMAN_VERSION = "3.3.10"
 # SQLAlchemy 2.1 breaks reading rosters over REST (HTTP 500); 2.0.x works with Mailman 3.3.10.
@@ -379,19 +377,7 @@ class Mailman3Core:
 
     def _kill_strays(self) -> None:
         """Stop processes of this instance that have no master (it was killed or crashed)."""
-        strays = self.daemon_pids()
-        for pid in strays:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and any(pid_alive(pid) for pid in strays):
-            time.sleep(0.05)
-        for pid in strays:
-            if pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        while any(pid_alive(pid) for pid in strays):
-            time.sleep(0.05)
+        terminate_all(self.daemon_pids())
 
     def _is_daemon(self, pid: int) -> bool:
         # The master chdirs to var_dir before it execs, and runners and gunicorn workers inherit

@@ -43,6 +43,23 @@ def list_dir(inventory, name: str) -> str:
     return posixpath.join(legacy_host(inventory).var("mailman2_var_dir"), "lists", name)
 
 
+def read_list_config(ctx: StepContext, name: str) -> dict:
+    """A list's Mailman 2 config.pck, read from the legacy host and unpickled."""
+    path = posixpath.join(list_dir(ctx.inventory, name), "config.pck")
+    data = ctx.read_file(legacy_host(ctx.inventory).name, path)
+    if data is None:
+        raise mm2.Mailman2DataError(name, f"{path} does not exist")
+    return mm2.load_config(data, list_name=name)
+
+
+def list_address(name: str, mail_host: str | None, config: dict) -> str:
+    """`name@domain` on Mailman 3: the given domain, or the list's Mailman 2 host_name."""
+    host = mail_host or str(config.get("host_name") or "")
+    if not host:
+        raise mm2.Mailman2DataError(name, "config.pck has no host_name; pass mail_host")
+    return f"{name}@{host}"
+
+
 class ListParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     list: str = Field(..., description="Mailman 2 list name (the folder under lists/)")
@@ -68,18 +85,11 @@ class _ListStep(Step):
 
     def config(self, ctx: StepContext) -> dict:
         if self._config is None:
-            path = posixpath.join(list_dir(ctx.inventory, self.name), "config.pck")
-            data = ctx.read_file(legacy_host(ctx.inventory).name, path)
-            if data is None:
-                raise mm2.Mailman2DataError(self.name, f"{path} does not exist")
-            self._config = mm2.load_config(data, list_name=self.name)
+            self._config = read_list_config(ctx, self.name)
         return self._config
 
     def fqdn(self, ctx: StepContext) -> str:
-        host = self.params.mail_host or str(self.config(ctx).get("host_name") or "")
-        if not host:
-            raise mm2.Mailman2DataError(self.name, "config.pck has no host_name; pass mail_host")
-        return f"{self.name}@{host}"
+        return list_address(self.name, self.params.mail_host, self.config(ctx))
 
     def reader(self, ctx: StepContext):
         return ctx.executor.service(KIND, lists_host(ctx.inventory).name)
