@@ -19,10 +19,18 @@ from migrate.core.paths import PROJECT_ROOT  # noqa: E402
 LAB_INVENTORY = PROJECT_ROOT / "inventories" / "lab.yaml"
 
 
+def _uses_lab(item) -> bool:
+    return item.get_closest_marker("lab") is not None or "lab_hosts" in getattr(item, "fixturenames", ())
+
+
 @pytest.fixture(scope="session", autouse=True)
-def lab_to_ourselves():
-    """One test session at a time on this machine: the lab's hosts and services are shared, and
-    tests compare their state before and after. A second session waits here for the first."""
+def lab_to_ourselves(request):
+    """One test session at a time on this machine uses the lab: its hosts and services are shared,
+    and tests compare their state before and after. A second session that selected lab tests
+    waits here for the first; a session of pure tests (none marked `lab`) does not take the lock."""
+    if not any(_uses_lab(item) for item in request.session.items):
+        yield
+        return
     import fcntl
 
     from migrate.core.paths import LAB_ROOT
