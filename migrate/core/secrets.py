@@ -2,6 +2,11 @@
 
 A resolved secret is wrapped in `Secret`, whose repr and str never show the value, and its value
 is registered so that `redact()` can strip it from anything written to journals, logs or errors.
+
+A secret shorter than MIN_LENGTH (8) characters is refused where it is resolved: redacting it
+would also strip ordinary words and numbers from every log, and its encoded forms would be short
+enough to turn up by chance in digests and message-ids. Eight is also the least that NIST SP
+800-63B accepts for a memorised secret; keys and tokens are far longer.
 """
 
 from __future__ import annotations
@@ -14,16 +19,26 @@ from pathlib import Path
 from .errors import SecretError
 
 REDACTED = "***"
+MIN_LENGTH = 8
 
 _lock = threading.Lock()
 _known_values: set[str] = set()
 
 
-def register(value: str) -> None:
+def _check_length(value: str, source: str) -> None:
+    """Refuse a secret too short to be redacted reliably; the message names `source`, never the value."""
+    if not value:
+        raise SecretError(f"the secret {source} is empty")
+    if len(value) < MIN_LENGTH:
+        raise SecretError(f"the secret {source} is shorter than {MIN_LENGTH} characters: "
+                          f"too short to be kept out of logs; replace it with a longer one")
+
+
+def register(value: str, source: str) -> None:
     """Remember a secret value so that `redact` removes it from any text."""
-    if value and len(value) >= 4:  # shorter values would redact ordinary words
-        with _lock:
-            _known_values.add(value)
+    _check_length(value, source)
+    with _lock:
+        _known_values.add(value)
 
 
 def redact(text: str) -> str:
@@ -57,9 +72,9 @@ class Secret:
     __slots__ = ("_value", "source")
 
     def __init__(self, value: str, source: str):
+        register(value, source)
         self._value = value
         self.source = source  # e.g. "env:MM3_REST_PASSWORD" or "file:/etc/migrate/mm3"
-        register(value)
 
     def reveal(self) -> str:
         return self._value
