@@ -6,11 +6,66 @@ and the raw files it writes are read back byte for byte.
 
 from __future__ import annotations
 
+import io
+import json
+import secrets as random
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
 
 from migrate.core.errors import SecretError
+from migrate.core.executor import RunLog
 from migrate.core.inventory import load_inventory
-from migrate.core.secrets import Secret, from_env, from_file, redact
+from migrate.core.journal import StateDir
+from migrate.core.report import Reporter
+from migrate.core.runner import ExitCode, Runner
+from migrate.core.secrets import REDACTED, Secret, from_env, from_file, redact, redact_obj
+
+from ..helpers.secret_forms import encoded_forms, leaks
+from ..helpers.steps import ShowsSecret
+
+LAB_INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab.yaml"
+
+
+def new_secret() -> str:
+    """A secret whose encodings all differ from it: a space, a slash, quotes, a backslash, a ü."""
+    return f"Zq{random.token_hex(6)} ü/+\"'\\&={random.token_hex(6)}"
+
+
+@pytest.fixture
+def secret(monkeypatch) -> str:
+    value = new_secret()
+    monkeypatch.setenv("TEST_SHOWN_SECRET", value)
+    from_env("TEST_SHOWN_SECRET")  # resolved as a step would: registered for redaction
+    return value
+
+
+def files_of(run_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(run_dir)): p.read_bytes().decode("utf-8", "replace")
+            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def assert_no_leak(texts: dict[str, str], secret: str) -> None:
+    found = {where: leaks(text, secret) for where, text in texts.items()}
+    assert not {where: pieces for where, pieces in found.items() if pieces}
+
+
+def run_shows_secret(tmp_path: Path, **params) -> tuple[Path, str]:
+    """Run the ShowsSecret step for real, in this process; return its run folder and the output."""
+    console = Console(file=io.StringIO(), width=200)
+    runner = Runner(load_inventory(LAB_INVENTORY), StateDir(tmp_path / "state", tmp_path / "locks"),
+                    dry_run=False, yes=True, reporter=Reporter(console=console))
+    outcome = runner.run([ShowsSecret({"secret_env": "TEST_SHOWN_SECRET", **params})])
+    assert outcome.exit_code == ExitCode.OK, outcome.message
+    return tmp_path / "state" / "runs" / outcome.run_id, console.file.getvalue()
+
+
+def op_output(run_dir: Path) -> dict:
+    events = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    return next(e for e in events if e["event"] == "op_end")
 
 
 # -- short secrets are refused ---------------------------------------------------------------------
@@ -53,3 +108,49 @@ def test_the_secrets_the_lab_generates_are_long_enough(tmp_path):
 
     value = ensure_secret(tmp_path / "secrets" / "generated")
     assert Secret(value, "test:lab").reveal() == value
+
+
+# -- encoded forms, in the run log, the journal and the output -------------------------------------
+
+
+def test_no_encoded_form_reaches_the_run_log_the_journal_or_the_output(secret, tmp_path):
+    run_dir, shown = run_shows_secret(tmp_path, forms=list(encoded_forms(secret)))
+    files = files_of(run_dir)
+    assert sorted(files) == ["journal.jsonl", "run.log"]  # no file content: no blob either
+    assert f" {REDACTED}" in files["run.log"] and REDACTED in op_output(run_dir)["stdout"]
+    assert_no_leak({**files, "output": shown}, secret)
+
+
+@pytest.mark.parametrize("form", sorted(encoded_forms("x" * 8)))
+def test_each_encoded_form_is_redacted_inside_a_longer_text(secret, form):
+    encoded = encoded_forms(secret)[form]
+    text = redact(f"Authorization: Basic {encoded}, then more")
+    assert not leaks(text, secret)
+    assert text.startswith("Authorization: Basic ") and text.endswith(", then more")
+
+
+def test_run_log_lines_hold_no_encoded_form(secret, tmp_path):
+    log = RunLog(tmp_path / "run.log")
+    for form in encoded_forms(secret).values():
+        log.write("run", "lists-01", f"curl -H 'Authorization: Basic {form}' https://x/?pw={form}")
+    log.close()
+    assert_no_leak({"run.log": (tmp_path / "run.log").read_text()}, secret)
+
+
+SECRET_FOR_PROPERTIES = new_secret()
+Secret(SECRET_FOR_PROPERTIES, "test:properties")
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=st.text(max_size=40), after=st.text(max_size=40), form=st.sampled_from(sorted(encoded_forms("x" * 8))))
+def test_redaction_holds_whatever_surrounds_the_secret(before, after, form):
+    value = SECRET_FOR_PROPERTIES
+    text = redact(before + encoded_forms(value)[form] + after)
+    assert not leaks(text, value)
+
+
+
+def test_text_without_a_secret_is_left_alone(secret):
+    text = "plain log line: 1234 abcd \u00fc ***"
+    assert redact(text) == text
+    assert redact_obj({"a": [1, 2.5, None, True, text]}) == {"a": [1, 2.5, None, True, text]}
