@@ -73,7 +73,7 @@ class Reporter:
 
     # -- machine output --------------------------------------------------------------------------
     def emit_json(self, data: Any) -> None:
-        sys.stdout.write(json.dumps(redact_obj(data), indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(redact_obj(data), indent=2) + "\n")
         sys.stdout.flush()
 
 
@@ -82,13 +82,19 @@ def _undo_text(op) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A table cell: the value as redacted JSON-ready data (sets sorted, bytes as text), flattened."""
+    value = redact_obj(value)
     if value is None:
         return ""
-    if isinstance(value, (list, tuple, set)):
-        return ", ".join(str(v) for v in value)
+    if isinstance(value, list):
+        return ", ".join(_flat(v) for v in value)
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
+        return ", ".join(f"{k}={_flat(v)}" for k, v in value.items())
     return str(value)
+
+
+def _flat(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
 
 
 def _escape(text: str) -> str:

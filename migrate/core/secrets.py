@@ -1,7 +1,10 @@
 """Secrets are never inline: an inventory value refers to an environment variable or a file.
 
 A resolved secret is wrapped in `Secret`, whose repr and str never show the value, and its value
-is registered so that `redact()` can strip it from anything written to journals, logs or errors.
+is registered so that redaction strips it from everything a run writes. Every sink uses the two
+functions here: `redact(text)` for lines (run.log, terminal output, error messages) and
+`redact_obj(data)` for structured data (journal events, JSON output, saved reports), which turns
+any Python value into JSON-ready data with every string in it, keys included, redacted.
 
 A secret shorter than MIN_LENGTH (8) characters is refused where it is resolved: redacting it
 would also strip ordinary words and numbers from every log, and its encoded forms would be short
@@ -32,23 +35,36 @@ covered by any of them is replaced: two secrets sharing characters cannot leave 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
 import stat
 import threading
+from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
-from .errors import SecretError
+from .errors import MigrateError, SecretError
 
 REDACTED = "***"
 MIN_LENGTH = 8
+
+# Bounds of `redact_obj`: journal events and reports are a few levels deep and at most some
+# hundred thousand values (the members or message-ids of a large list); beyond these, the data is
+# hostile or broken, and is refused rather than walked for ever.
+MAX_DEPTH = 64
+MAX_VALUES = 2_000_000
 
 _lock = threading.Lock()
 _known_values: set[str] = set()
 _known_forms: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+
+
+class RedactionError(MigrateError):
+    """Data too deep, too large or cyclic to be written out."""
 
 
 def _check_length(value: str, source: str) -> None:
@@ -100,16 +116,122 @@ def redact(text: str) -> str:
 
 
 def redact_obj(obj):
-    """Redact strings inside nested dicts/lists/tuples (for journal records)."""
-    if isinstance(obj, str):
-        return redact(obj)
-    if isinstance(obj, Secret):
-        return REDACTED
-    if isinstance(obj, dict):
-        return {k: redact_obj(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [redact_obj(v) for v in obj]
-    return obj
+    """`obj` as JSON-ready data (dicts with str keys, lists, str, numbers, bools, None), redacted.
+
+    Dict keys are redacted like values; sets become sorted lists; bytes become text (UTF-8, other
+    bytes shown as \\xNN escapes: file contents belong in the blob store, not here); exceptions,
+    paths and any other object become their str; dataclasses and pydantic models become dicts.
+    Raises RedactionError for cyclic data, data nested deeper than MAX_DEPTH or holding more than
+    MAX_VALUES values.
+    """
+    return _Walk().value(obj, 0)
+
+
+class _Walk:
+    """One conversion: a budget of values, the containers on the current path (cycles), and the
+    containers already converted (data that shares a sub-tree costs its distinct nodes only)."""
+
+    def __init__(self):
+        self.budget = MAX_VALUES
+        self.open: set[int] = set()
+        self.done: dict[int, tuple[object, object, int]] = {}  # id -> (original, converted, size)
+
+    def spend(self, amount: int) -> None:
+        self.budget -= amount
+        if self.budget < 0:
+            raise RedactionError(f"data holds more than {MAX_VALUES} values")
+
+    def value(self, obj, depth: int):
+        self.spend(1)
+        if obj is None or obj is True or obj is False:
+            return obj
+        if isinstance(obj, str):
+            return redact(str.__str__(obj))
+        if isinstance(obj, Secret):
+            return REDACTED
+        if isinstance(obj, int):
+            return int(obj)
+        if isinstance(obj, float):
+            return float(obj)
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return redact(bytes(obj).decode("utf-8", "backslashreplace"))
+        if isinstance(obj, os.PathLike):
+            return self.value(os.fspath(obj), depth)
+        if isinstance(obj, BaseException):
+            return redact(_text(obj) or type(obj).__name__)
+        if isinstance(obj, Enum):
+            return self.value(obj.value, depth)
+        if isinstance(obj, (Mapping, list, tuple, set, frozenset)) or _is_record(obj):
+            return self.container(obj, depth + 1)
+        return redact(_text(obj))
+
+    def container(self, obj, depth: int):
+        key = id(obj)
+        if key in self.done:
+            _, converted, size = self.done[key]
+            self.spend(size)
+            return converted
+        if depth > MAX_DEPTH:
+            raise RedactionError(f"data nested deeper than {MAX_DEPTH} levels")
+        if key in self.open:
+            raise RedactionError("data refers to itself (a cycle)")
+        self.open.add(key)
+        before = self.budget
+        try:
+            converted = self.contents(obj, depth)
+        finally:
+            self.open.discard(key)
+        # The original is kept with the result so that its id cannot be reused while we run.
+        self.done[key] = (obj, converted, before - self.budget)
+        return converted
+
+    def contents(self, obj, depth: int):
+        if dataclasses.is_dataclass(obj):
+            obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        elif not isinstance(obj, (Mapping, list, tuple, set, frozenset)):
+            obj = obj.model_dump()
+        if isinstance(obj, Mapping):
+            return self.mapping(obj, depth)
+        items = [self.value(item, depth) for item in obj]
+        if isinstance(obj, (set, frozenset)):
+            items.sort(key=lambda item: json.dumps(item, sort_keys=True))
+        return items
+
+    def mapping(self, obj: Mapping, depth: int) -> dict:
+        out: dict[str, object] = {}
+        for key, item in obj.items():
+            name = self.key(key, depth)
+            # Keys that redaction (or JSON's conversion) made equal must not overwrite each other.
+            unique, n = name, 1
+            while unique in out:
+                n += 1
+                unique = f"{name} ({n})"
+            out[unique] = self.value(item, depth)
+        return out
+
+    def key(self, key, depth: int) -> str:
+        if isinstance(key, str):
+            return redact(str.__str__(key))
+        if key is None or isinstance(key, (bool, int, float)):
+            return json.dumps(key)  # what json.dumps would make of it
+        converted = self.value(key, depth)
+        return converted if isinstance(converted, str) else json.dumps(converted, sort_keys=True)
+
+
+def _is_record(obj) -> bool:
+    """A dataclass instance or a pydantic model (recognised without importing pydantic)."""
+    if isinstance(obj, type):
+        return False
+    if dataclasses.is_dataclass(obj):
+        return True
+    return callable(getattr(obj, "model_dump", None)) and hasattr(type(obj), "model_fields")
+
+
+def _text(obj) -> str:
+    try:
+        return str(obj)
+    except Exception:  # an object whose str fails must not stop a journal write
+        return f"<{type(obj).__name__} object>"
 
 
 # -- the forms a secret takes in text ------------------------------------------------------------

@@ -16,16 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from migrate.core.errors import SecretError
+from migrate.core.errors import MigrateError, SecretError
 from migrate.core.executor import RunLog
 from migrate.core.inventory import load_inventory
-from migrate.core.journal import StateDir
+from migrate.core.journal import Journal, StateDir
 from migrate.core.report import Reporter
 from migrate.core.runner import ExitCode, Runner
 from migrate.core.secrets import REDACTED, Secret, from_env, from_file, redact, redact_obj
 
 from ..helpers.secret_forms import encoded_forms, leaks
-from ..helpers.steps import ShowsSecret
+from ..helpers.steps import ShowsSecret, secret_shapes
 
 LAB_INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab.yaml"
 
@@ -51,6 +51,13 @@ def files_of(run_dir: Path) -> dict[str, str]:
 def assert_no_leak(texts: dict[str, str], secret: str) -> None:
     found = {where: leaks(text, secret) for where, text in texts.items()}
     assert not {where: pieces for where, pieces in found.items() if pieces}
+
+
+def journal_of(tmp_path: Path, event: str, **data) -> str:
+    journal = Journal(tmp_path / "runs" / "r1")
+    journal.append(event, **data)
+    journal.close()
+    return journal.path.read_text()
 
 
 def run_shows_secret(tmp_path: Path, **params) -> tuple[Path, str]:
@@ -154,3 +161,62 @@ def test_text_without_a_secret_is_left_alone(secret):
     text = "plain log line: 1234 abcd \u00fc ***"
     assert redact(text) == text
     assert redact_obj({"a": [1, 2.5, None, True, text]}) == {"a": [1, 2.5, None, True, text]}
+
+
+# -- every shape of data, in the journal, tables and JSON output -----------------------------------
+
+
+@pytest.mark.parametrize("shape", sorted(secret_shapes("x" * 8)))
+def test_journal_holds_no_secret_in_any_shape_of_data(secret, tmp_path, shape):
+    text = journal_of(tmp_path, "probe", value=secret_shapes(secret)[shape])
+    assert_no_leak({"journal.jsonl": text}, secret)
+    assert REDACTED in text
+    json.loads(text)  # still one JSON document per line
+
+
+def test_journal_stores_json_shapes_for_python_data(secret, tmp_path):
+    text = journal_of(tmp_path, "probe", ids={"<b@x>", "<a@x>"}, raw=b"caf\xc3\xa9 \xff", error=KeyError("k"),
+                      where=Path("/srv/lists"), key={secret: [secret]}, code=ExitCode.VERIFY_FAILED)
+    record = json.loads(text)
+    assert record["ids"] == ["<a@x>", "<b@x>"]  # sets sorted, so that two runs compare equal
+    assert record["raw"] == "café \\xff"  # bytes as text; what is not UTF-8 shown escaped
+    assert record["error"] == "'k'"
+    assert record["where"] == "/srv/lists"
+    assert record["key"] == {REDACTED: [REDACTED]}
+    assert record["code"] == 10
+
+
+def test_journal_refuses_a_cycle_and_data_nested_without_end(tmp_path):
+    loop: list = []
+    loop.append(loop)
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    dag: list = ["leaf"]
+    for _ in range(40):  # two references per level: 2**40 leaves if expanded
+        dag = [dag, dag]
+    journal = Journal(tmp_path / "runs" / "r1")
+    for value in (loop, deep, dag):
+        with pytest.raises(MigrateError, match="probe"):
+            journal.append("probe", value=value)
+    journal.close()
+    assert journal.path.read_text() == ""
+
+
+def test_reporter_tables_and_json_hold_no_secret_in_any_shape(secret, capsys):
+    console = Console(file=io.StringIO(), width=400)
+    reporter = Reporter(console=console)
+    shapes = secret_shapes(secret)
+    reporter.table("shapes", ["name", "value"], [(name, value) for name, value in shapes.items()])
+    reporter.emit_json(shapes)
+    printed = capsys.readouterr().out
+    json.loads(printed)
+    assert_no_leak({"table": console.file.getvalue(), "json": printed}, secret)
+
+
+def test_a_step_verification_in_every_shape_reaches_journal_and_terminal_redacted(secret, tmp_path):
+    run_dir, shown = run_shows_secret(tmp_path, shapes=True)
+    events = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    checks = next(e for e in events if e["event"] == "step_verified")["checks"]
+    assert [c["name"] for c in checks] == list(secret_shapes(secret))
+    assert_no_leak({**files_of(run_dir), "output": shown}, secret)

@@ -4,6 +4,8 @@ a resumed or rolled-back run in a new process can rebuild them from the journal.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,6 +104,7 @@ class ShowsSecretParams(BaseModel):
     forms: list[str] = ["raw"]
     before: int = Field(0, ge=0)
     after: int = Field(0, ge=0)
+    shapes: bool = False
 
 
 _PRINT = "import sys; sys.stdout.write('x' * int(sys.argv[1]) + ' '.join(sys.argv[3:]) + 'y' * int(sys.argv[2]))"
@@ -109,7 +112,8 @@ _PRINT = "import sys; sys.stdout.write('x' * int(sys.argv[1]) + ' '.join(sys.arg
 
 class ShowsSecret(Step):
     """Hands a secret, in the encoded forms named, to a local command that prints them between
-    `before` x's and `after` y's."""
+    `before` x's and `after` y's; with `shapes`, its verification holds the secret in every shape
+    of Python data."""
 
     Params = ShowsSecretParams
 
@@ -123,4 +127,45 @@ class ShowsSecret(Step):
         return [RunCommand(LOCAL, argv, "print the secret", undo_argv=["true"])]
 
     def verify(self, ctx: StepContext) -> Verification:
-        return Verification("shows-secret")
+        result = Verification("shows-secret")
+        shapes = secret_shapes(self.secret()) if self.params.shapes else {}
+        for name, value in shapes.items():
+            result.add(name, value, value)
+        return result
+
+
+@dataclass
+class Holder:
+    value: str
+
+
+class Model(BaseModel):
+    value: str
+
+
+class Shows:
+    """An object whose str shows what it holds."""
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __str__(self) -> str:
+        return f"<shows {self.value}>"
+
+
+def secret_shapes(secret: str) -> dict:
+    """The secret inside each kind of value a step may hand to a journal or a report."""
+    return {
+        "dict key": {secret: 1},
+        "tuple dict key": {(secret, 2): 3},
+        "set": {secret, "plain"},
+        "frozenset": frozenset({secret}),
+        "bytes": f"token={secret}".encode(),
+        "bytearray": bytearray(secret.encode()),
+        "exception": ValueError(f"bad {secret}"),
+        "object": Shows(secret),
+        "dataclass": Holder(secret),
+        "pydantic": Model(value=secret),
+        "path": Path("/etc") / secret,
+        "nested": [{"a": ({secret},)}],
+    }
