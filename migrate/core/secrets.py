@@ -30,6 +30,8 @@ Redaction runs on every journal event and log line, so all forms of all secrets 
 one regular expression, rebuilt only when a secret is registered, and shaped as a trie of literals
 so that forms sharing a beginning are tried together. Where occurrences overlap, every character
 covered by any of them is replaced: two secrets sharing characters cannot leave a piece of either.
+Command output is redacted whole before its tail is kept (`redact_tail`), so a secret across the
+cut goes whole.
 """
 
 from __future__ import annotations
@@ -113,6 +115,22 @@ def redact(text: str) -> str:
         match = pattern.search(text, end)
     pieces.append(text[done:])
     return "".join(pieces)
+
+
+def redact_tail(text: str, size: int) -> str:
+    """The last `size` characters of `text` after redaction, never starting inside a *** marker.
+
+    Redacting first means a secret across the cut is replaced whole, not left in part.
+    """
+    clean = redact(text)
+    if len(clean) <= size:
+        return clean
+    cut = len(clean) - size
+    # A marker cut in two would leave a "*" or "**" that hides that anything was removed.
+    marker = clean.rfind(REDACTED, max(0, cut - len(REDACTED) + 1), cut + len(REDACTED) - 1)
+    if marker != -1 and marker < cut:
+        cut = marker
+    return clean[cut:]
 
 
 def redact_obj(obj):

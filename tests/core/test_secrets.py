@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import secrets as random
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ from migrate.core.executor import RunLog
 from migrate.core.inventory import load_inventory
 from migrate.core.journal import Journal, StateDir
 from migrate.core.report import Reporter
-from migrate.core.runner import ExitCode, Runner
+from migrate.core.runner import OUTPUT_TAIL, ExitCode, Runner, _output
 from migrate.core.secrets import REDACTED, Secret, from_env, from_file, redact, redact_obj
+from migrate.core.transport import LocalTransport
 
 from ..helpers.secret_forms import encoded_forms, leaks
 from ..helpers.steps import ShowsSecret, secret_shapes
@@ -220,3 +222,26 @@ def test_a_step_verification_in_every_shape_reaches_journal_and_terminal_redacte
     checks = next(e for e in events if e["event"] == "step_verified")["checks"]
     assert [c["name"] for c in checks] == list(secret_shapes(secret))
     assert_no_leak({**files_of(run_dir), "output": shown}, secret)
+
+
+# -- what commands print: the tail kept in the journal ---------------------------------------------
+
+
+@pytest.mark.parametrize("kept", [1, 9, 20])
+def test_a_secret_across_the_stdout_tail_cut_leaves_no_piece(secret, tmp_path, kept):
+    # The command prints 5000 x's, the secret, then y's so that only its last `kept` characters
+    # fall inside the 4000 characters the journal keeps.
+    after = OUTPUT_TAIL - kept
+    run_dir, shown = run_shows_secret(tmp_path, before=5000, after=after)
+    stdout = op_output(run_dir)["stdout"]
+    assert stdout.endswith(REDACTED + "y" * after)
+    assert_no_leak({**files_of(run_dir), "output": shown}, secret)
+
+
+def test_the_tail_never_starts_inside_a_redaction_marker(secret):
+    for before_cut in range(len(REDACTED) + 1):
+        result = LocalTransport().run([sys.executable, "-c", "import sys; sys.stdout.write(sys.argv[1])",
+                                       "x" * 10 + secret + "y" * (OUTPUT_TAIL - before_cut)])
+        tail = _output(result)["stdout"]
+        assert tail.endswith("y" * (OUTPUT_TAIL - before_cut))
+        assert tail.startswith(REDACTED) or tail.startswith("y"), tail[:10]
