@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, Iterable
 
 from rich.console import Console
@@ -75,6 +76,11 @@ class Reporter:
     def emit_json(self, data: Any) -> None:
         sys.stdout.write(json.dumps(redact_obj(data), indent=2) + "\n")
         sys.stdout.flush()
+
+
+def save_json(path: Path, data: Any, indent: int = 2) -> None:
+    """Write a saved report: the data redacted and converted exactly as for the journal."""
+    path.write_text(json.dumps(redact_obj(data), indent=indent, ensure_ascii=False))
 
 
 def _undo_text(op) -> str:

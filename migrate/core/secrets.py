@@ -1,10 +1,11 @@
 """Secrets are never inline: an inventory value refers to an environment variable or a file.
 
 A resolved secret is wrapped in `Secret`, whose repr and str never show the value, and its value
-is registered so that redaction strips it from everything a run writes. Every sink uses the two
-functions here: `redact(text)` for lines (run.log, terminal output, error messages) and
-`redact_obj(data)` for structured data (journal events, JSON output, saved reports), which turns
-any Python value into JSON-ready data with every string in it, keys included, redacted.
+is registered so that redaction strips it from everything a run writes. Every sink uses the
+functions here: `redact(text)` for lines (run.log, terminal output, error messages),
+`redact_tail` for the tail of command output kept in the journal, and `redact_obj(data)` for
+structured data (journal events, JSON output, saved reports), which turns any Python value into
+JSON-ready data with every string in it, keys included, redacted.
 
 A secret shorter than MIN_LENGTH (8) characters is refused where it is resolved: redacting it
 would also strip ordinary words and numbers from every log, and its encoded forms would be short
@@ -30,8 +31,7 @@ Redaction runs on every journal event and log line, so all forms of all secrets 
 one regular expression, rebuilt only when a secret is registered, and shaped as a trie of literals
 so that forms sharing a beginning are tried together. Where occurrences overlap, every character
 covered by any of them is replaced: two secrets sharing characters cannot leave a piece of either.
-Command output is redacted whole before its tail is kept (`redact_tail`), so a secret across the
-cut goes whole.
+Command output is redacted whole before its tail is kept, so a secret across the cut goes whole.
 """
 
 from __future__ import annotations

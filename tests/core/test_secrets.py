@@ -245,3 +245,30 @@ def test_the_tail_never_starts_inside_a_redaction_marker(secret):
         tail = _output(result)["stdout"]
         assert tail.endswith("y" * (OUTPUT_TAIL - before_cut))
         assert tail.startswith(REDACTED) or tail.startswith("y"), tail[:10]
+
+
+# -- saved reports and task errors --------------------------------------------------------------------
+
+
+def test_saved_reports_hold_no_secret_in_any_shape(secret, tmp_path):
+    from migrate.core.report import save_json
+
+    save_json(tmp_path / "report.json", secret_shapes(secret))
+    text = (tmp_path / "report.json").read_text()
+    assert set(json.loads(text)) == set(secret_shapes(secret))
+    assert_no_leak({"report.json": text}, secret)
+
+
+def test_a_task_error_line_holds_no_secret(secret):
+    from invoke.exceptions import Exit
+
+    from migrate.tasks._common import guarded
+
+    @guarded
+    def task():
+        raise MigrateError(f"cannot log in with {encoded_forms(secret)['basic-auth-user']}")
+
+    with pytest.raises(Exit) as caught:
+        task()
+    assert str(caught.value.message).startswith("error: cannot log in with ")
+    assert_no_leak({"error": str(caught.value.message)}, secret)
