@@ -147,12 +147,14 @@ def redact_obj(obj):
 
 class _Walk:
     """One conversion: a budget of values, the containers on the current path (cycles), and the
-    containers already converted (data that shares a sub-tree costs its distinct nodes only)."""
+    containers already converted (data that shares a sub-tree costs its distinct nodes only, but
+    is counted, and its depth checked, as written out)."""
 
     def __init__(self):
         self.budget = MAX_VALUES
         self.open: set[int] = set()
-        self.done: dict[int, tuple[object, object, int]] = {}  # id -> (original, converted, size)
+        self.done: dict[int, tuple[object, object, int, int]] = {}  # id -> (original, converted, size, height)
+        self.reach = 0  # the deepest level the output reaches so far
 
     def spend(self, amount: int) -> None:
         self.budget -= amount
@@ -186,22 +188,29 @@ class _Walk:
     def container(self, obj, depth: int):
         key = id(obj)
         if key in self.done:
-            _, converted, size = self.done[key]
+            _, converted, size, height = self.done[key]
+            self.deepen(depth + height)
             self.spend(size)
             return converted
-        if depth > MAX_DEPTH:
-            raise RedactionError(f"data nested deeper than {MAX_DEPTH} levels")
+        self.deepen(depth)
         if key in self.open:
             raise RedactionError("data refers to itself (a cycle)")
         self.open.add(key)
+        outer, self.reach = self.reach, depth
         before = self.budget
         try:
             converted = self.contents(obj, depth)
         finally:
             self.open.discard(key)
+        height, self.reach = self.reach - depth, max(outer, self.reach)
         # The original is kept with the result so that its id cannot be reused while we run.
-        self.done[key] = (obj, converted, before - self.budget)
+        self.done[key] = (obj, converted, before - self.budget, height)
         return converted
+
+    def deepen(self, level: int) -> None:
+        if level > MAX_DEPTH:
+            raise RedactionError(f"data nested deeper than {MAX_DEPTH} levels")
+        self.reach = max(self.reach, level)
 
     def contents(self, obj, depth: int):
         if dataclasses.is_dataclass(obj):

@@ -197,8 +197,11 @@ def test_journal_refuses_a_cycle_and_data_nested_without_end(tmp_path):
     dag: list = ["leaf"]
     for _ in range(40):  # two references per level: 2**40 leaves if expanded
         dag = [dag, dag]
+    chain: list = [[]]
+    for _ in range(1500):  # shallow at each first visit, 1500 levels deep once expanded
+        chain.append([chain[-1]])
     journal = Journal(tmp_path / "runs" / "r1")
-    for value in (loop, deep, dag):
+    for value in (loop, deep, dag, chain):
         with pytest.raises(MigrateError, match="probe"):
             journal.append("probe", value=value)
     journal.close()
