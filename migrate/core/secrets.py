@@ -19,7 +19,7 @@ anywhere inside a longer text:
     - base64, standard and URL-safe, with and without padding, for the secret encoded alone, and
       for the secret at each of the three byte offsets inside a longer stream (HTTP basic auth's
       base64("user:secret")): there, the characters that carry only the secret's bits are
-      removed, and the one or two at each edge, which mix in bits of the neighbours, stay;
+      removed, and the one at each edge that mixes in bits of a neighbour stays;
     - hexadecimal, lower and upper case, of its UTF-8 bytes;
     - JSON string escaping (with and without \\u escapes, "\\/" for "/") and Python repr escaping;
     - and each of these as it stands inside a single-quoted shell word, as `build_command` quotes
