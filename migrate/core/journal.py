@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LockHeld, MigrateError
-from .secrets import redact_obj
+from .secrets import RedactionError, redact_obj
 
 
 def now() -> str:
@@ -95,8 +95,14 @@ class Journal:
         return self.run_dir.name
 
     def append(self, event: str, **data: Any) -> None:
-        record = {"event": event, "at": now(), **redact_obj(data)}
-        line = json.dumps(record, ensure_ascii=False, sort_keys=False, default=str) + "\n"
+        """Write one event. Its data is converted and redacted by `redact_obj`, keys included, so
+        nothing reaches json.dumps that redaction has not seen."""
+        try:
+            record = {"event": event, "at": now(), **redact_obj(data)}
+        except RedactionError as exc:
+            raise MigrateError(f"{self.path}: cannot journal the {event} event: {exc}; "
+                               "this is a defect of the step that produced the data") from None
+        line = json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n"
         os.write(self._fd, line.encode("utf-8"))
         os.fsync(self._fd)
 

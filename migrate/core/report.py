@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, Iterable
 
 from rich.console import Console
@@ -73,8 +74,13 @@ class Reporter:
 
     # -- machine output --------------------------------------------------------------------------
     def emit_json(self, data: Any) -> None:
-        sys.stdout.write(json.dumps(redact_obj(data), indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(redact_obj(data), indent=2) + "\n")
         sys.stdout.flush()
+
+
+def save_json(path: Path, data: Any, indent: int = 2) -> None:
+    """Write a saved report: the data redacted and converted exactly as for the journal."""
+    path.write_text(json.dumps(redact_obj(data), indent=indent, ensure_ascii=False))
 
 
 def _undo_text(op) -> str:
@@ -82,13 +88,19 @@ def _undo_text(op) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A table cell: the value as redacted JSON-ready data (sets sorted, bytes as text), flattened."""
+    value = redact_obj(value)
     if value is None:
         return ""
-    if isinstance(value, (list, tuple, set)):
-        return ", ".join(str(v) for v in value)
+    if isinstance(value, list):
+        return ", ".join(_flat(v) for v in value)
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
+        return ", ".join(f"{k}={_flat(v)}" for k, v in value.items())
     return str(value)
+
+
+def _flat(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
 
 
 def _escape(text: str) -> str:

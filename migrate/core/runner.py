@@ -23,7 +23,7 @@ from .errors import LockHeld, MigrateError, PreflightError
 from .executor import Executor, RunLog
 from .journal import RunState, StateDir, StepRecord, operator as _operator
 from .report import Reporter, confirm as ask
-from .secrets import redact
+from .secrets import redact, redact_tail
 from .step import Step, StepContext, Verification, resolve_step
 from .transport import Connections
 
@@ -398,7 +398,7 @@ def _output(result) -> dict:
     for name in ("stdout", "stderr"):
         text = getattr(result, name, "") or ""
         if text:
-            data[name] = text[-OUTPUT_TAIL:]
+            data[name] = redact_tail(text, OUTPUT_TAIL)
     return data
 
 

@@ -14,6 +14,7 @@ from ..core.journal import StateDir
 from ..core.paths import DEFAULT_STATE_DIR, PROJECT_ROOT
 from ..core.report import Reporter
 from ..core.runner import Outcome, Runner
+from ..core.secrets import redact
 
 # One spelling for each flag across all tasks.
 FLAG_HELP = {
@@ -55,7 +56,7 @@ def load_inventory(c, flag: str | None):
     try:
         return load(inventory_path(c, flag))
     except MigrateError as exc:
-        raise Exit(f"error: {exc}", code=1) from None
+        raise Exit(f"error: {redact(str(exc))}", code=1) from None
 
 
 def runner(c, inventory, *, dry_run: bool, yes: bool, reason: str, json: bool) -> Runner:
@@ -79,6 +80,6 @@ def guarded(fn):
         try:
             return fn(*args, **kwargs)
         except MigrateError as exc:
-            raise Exit(f"error: {exc}", code=1) from None
+            raise Exit(f"error: {redact(str(exc))}", code=1) from None
 
     return wrapper

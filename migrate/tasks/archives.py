@@ -15,7 +15,7 @@ from ..archives.steps import (
     ImportArchive, PrepareArchive, compare_archives, find_watermarks, mbox_path, read_archive_file, scan_bytes,
 )
 from ..core.executor import Executor, ProgressHandle, show_progress
-from ..core.report import Reporter
+from ..core.report import Reporter, save_json
 from ..core.runner import ExitCode
 from ..core.step import StepContext
 from ..core.transport import Connections
@@ -115,8 +115,7 @@ def _save_prepare_reports(c, run_id: str, steps: list[PrepareArchive]) -> list[t
             continue
         folder.mkdir(exist_ok=True)
         data = step.result.to_json()
-        (folder / f"{step.params.list}.prepare.json").write_text(
-            jsonlib.dumps(data, indent=1, ensure_ascii=False, default=str))
+        save_json(folder / f"{step.params.list}.prepare.json", data, indent=1)
         counts = data["counts"]
         rows.append((step.params.list, data["messages"], counts["escaped_from_line"],
                      counts["normalised_message_id"], counts["assigned_message_id"], counts["encoded_header"],

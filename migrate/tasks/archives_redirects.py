@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json as jsonlib
-
 from invoke import Exit, task
 
 from ..archives.redirect_steps import InstallRedirects
-from ..core.report import Reporter
+from ..core.report import Reporter, save_json
 from ._common import FLAG_HELP, guarded, load_inventory, runner, state_dir
 
 HELP = {
@@ -48,7 +46,7 @@ def redirects(c, list_=None, all=False, exclude=None, verify=False, sample=0, ap
     if step.report and (state_dir(c).run_dir(outcome.run_id) / "journal.jsonl").exists():
         saved = state_dir(c).run_dir(outcome.run_id) / "reports" / "redirects.json"
         saved.parent.mkdir(exist_ok=True)
-        saved.write_text(jsonlib.dumps(step.report, indent=2, ensure_ascii=False))
+        save_json(saved, step.report)
     show_report(run.reporter, step.report, saved)
     if json:
         run.reporter.emit_json({**outcome.to_dict(), "report": str(saved) if saved else None})

@@ -9,7 +9,7 @@ from invoke import Collection, Exit, task
 from ..core.errors import MigrateError
 from ..core.executor import Executor
 from ..core.journal import load_run
-from ..core.report import Reporter
+from ..core.report import Reporter, save_json
 from ..core.transport import Connections
 from ..mailman import convert
 from ..mailman.steps import MigrateList, SyncList, legacy_host
@@ -105,7 +105,7 @@ def write_conversion_reports(c, run_id: str, reporter: Reporter) -> None:
         data["importer_messages"] = messages
         data["step_status"] = step.status
         folder.mkdir(exist_ok=True)
-        (folder / f"{name}.json").write_text(jsonlib.dumps(data, indent=2, ensure_ascii=False, default=str))
+        save_json(folder / f"{name}.json", data)
         counts = {k: len(data.get(k) or []) for k in ("converted", "renamed", "dropped", "lossy")}
         rows.append((name, step.status, counts["converted"], counts["renamed"], counts["dropped"],
                      counts["lossy"], len(messages)))
