@@ -55,6 +55,7 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import MigrateError
+from ..core.names import is_list_name
 from ..core.ops import Operation, RemoveFile, RunCommand, WriteFile, register
 from ..core.step import Check, Step, StepContext, Verification, fail
 from . import mbox as mboxlib
@@ -66,11 +67,8 @@ from .redirects import (
     postorius_list_url, render_apache, render_nginx, site_entries,
 )
 
-# Mailman 2 list names are lower case (MailList.InitVars lowercases them); a folder named
-# otherwise is not a list and must not become a path or an address here.
-LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._+=-]{0,63}$")
 _ARTICLE_FILE = re.compile(r"(\d{6,})\.html")
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"[0-9a-f]{64}")
 
 # File names on the web host; the same name in both nginx folders.
 NGINX_FILE = "migrate-redirects.conf"
@@ -266,7 +264,7 @@ def _parse_pipermail_listing(text: str) -> dict[str, LegacyList]:
         found.setdefault(name, []).append(
             ArticleRef(volume, int(number[1]), f"{volume}/{filename}", path, message_id))
     for name, legacy in lists.items():
-        if LIST_NAME.match(name):
+        if is_list_name(name):
             legacy.articles = sorted(found.get(name, ()), key=lambda a: (a.number, a.volume))
     return lists
 
@@ -620,7 +618,7 @@ def read_legacy_tree(ctx: StepContext, name: str, *, with_content: bool) -> tupl
         raise MigrateError(f"{host.name}: no pipermail folder {private}/{name}")
     result.check()
     digest, _, encoded = result.stdout.partition("\n")
-    if not _HEX.match(digest):
+    if not _HEX.fullmatch(digest):
         raise MigrateError(f"{host.name}: unexpected digest output for {name}: {digest[:80]!r}")
     return digest, base64.b64decode(encoded) if with_content else None
 
@@ -870,7 +868,7 @@ class InstallRedirects(Step):
         if self._facts is not None:
             return self._facts
         settings = web_settings(ctx.inventory, apache=self.params.apache)
-        valid = [n for n in self.params.lists if LIST_NAME.match(n)]
+        valid = [n for n in self.params.lists if is_list_name(n)]
         # Only valid names reach the host; named lists that are all invalid read nothing.
         legacy = read_legacy_lists(ctx, valid) if valid or not self.params.lists else {}
         excluded = set(self.params.exclude)
@@ -879,7 +877,7 @@ class InstallRedirects(Step):
         selected = []
         for name in names:
             found = legacy.get(name)
-            if not LIST_NAME.match(name):
+            if not is_list_name(name):
                 skipped[name] = "not a valid Mailman 2 list name"
             elif found is None or not found.list_folder:
                 skipped[name] = "no such list on the Mailman 2 host"

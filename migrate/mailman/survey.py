@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from ..core.errors import MigrateError
 from . import mm2
 from .mm3 import KIND, list_names
-from .steps import LIST_NAME, legacy_host, lists_host
+from .steps import checked_name, legacy_host, list_address, lists_host
 
 # One remote command lists every list folder with its archive mbox's size and message count, so
 # the survey costs one round trip plus one file read per list. Values come in as arguments.
@@ -78,11 +78,8 @@ def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurv
             row.error = "no such list folder on Mailman 2"
             continue
         row.archive_bytes, row.archive_messages = folders[name]
-        if not LIST_NAME.match(name):
-            row.error = "not a valid Mailman 2 list name"
-            continue
-        base = posixpath.join(host.var("mailman2_var_dir"), "lists", name)
         try:
+            base = posixpath.join(host.var("mailman2_var_dir"), "lists", checked_name(name))
             data = executor.read_file(host.name, f"{base}/config.pck")
             if data is None:
                 raise mm2.Mailman2DataError(name, "config.pck is missing")
@@ -92,7 +89,6 @@ def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurv
         except MigrateError as exc:
             row.error = str(exc)
             continue
-        row.fqdn = f"{name}@{summary.host_name}"
         row.members = len(summary.members) + len(summary.digest_members)
         row.digest = len(summary.digest_members)
         row.nomail = len(summary.nomail)
@@ -105,5 +101,9 @@ def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurv
         if requests is not None:
             row.held = len(requests.held_messages)
             row.pending = len(requests.subscriptions) + len(requests.unsubscriptions)
+        try:
+            row.fqdn = list_address(name, None, {"host_name": summary.host_name})
+        except MigrateError as exc:  # the counts still show; the list needs mail_host to migrate
+            row.error = str(exc)
         row.on_mailman3 = bool(on_mm3) and row.fqdn in on_mm3
     return rows
