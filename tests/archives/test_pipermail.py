@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migrate.archives.msgid import normalise
 from migrate.archives.pipermail import (
+    BODY_ERE,
     DAILY,
+    LINK_ERE,
     MONTHLY,
     QUARTERLY,
     WEEKLY,
@@ -187,6 +190,27 @@ def test_read_article_escaped_ampersand():
 def test_message_id_survives_quoting(raw):
     value = message_id_in(article_page(raw))
     assert value == raw.decode("utf-8", "replace")
+
+
+# Pieces of the markup around the link, and of what a poster can write, in any order.
+_LINE_PIECES = ["href", "HREF", "=", " ", "\t", '"', "'", "mailto:", "MailTo:", "t%40x", "%3Ca%40b%3E", "?",
+                "&", "amp;", "In-Reply-To=", "in-reply-to=", "<", ">", "<!--beginarticle-->",
+                "<!--BEGINARTICLE-->", "x", "\u00e9", "\r", "\x0b"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_LINE_PIECES), max_size=14).map("".join), min_size=1, max_size=40))
+def test_the_legacy_hosts_grep_patterns_pick_the_lines_the_python_reader_reads(tmp_path_factory, lines):
+    """The redirect listing runs grep with LINK_ERE and BODY_ERE and reads the first matching line
+    with message_id_in: grep must match exactly the lines where the reader finds a link or the body."""
+    path = tmp_path_factory.mktemp("lines") / "page.html"
+    path.write_bytes("\n".join(lines).encode() + b"\n")
+    result = subprocess.run(["grep", "-n", "-i", "-E", "-a", "-e", LINK_ERE, "-e", BODY_ERE, str(path)],
+                            capture_output=True, env={"LC_ALL": "C"}, check=False)
+    by_grep = {int(line.split(b":", 1)[0]) - 1 for line in result.stdout.split(b"\n") if line}
+    by_python = {i for i, line in enumerate(lines)
+                 if message_id_in(line.encode()) is not None or "<!--beginarticle-->" in line.lower()}
+    assert by_grep == by_python
 
 
 # --- walk ---------------------------------------------------------------------------------------
