@@ -207,12 +207,22 @@ def _head_message_id(path: Path) -> str | None:
             data += more
 
 
-def volumes(list_dir: Path) -> list[tuple[str, int, date]]:
+def _not_followed(entry: os.DirEntry, list_dir: Path, skipped: list[str] | None) -> bool:
+    """Whether `entry` is a symbolic link, noted in `skipped` with where it points."""
+    if not entry.is_symlink():
+        return False
+    if skipped is not None:
+        relative = Path(entry.path).relative_to(list_dir)
+        skipped.append(f"{relative}: a symbolic link to {os.readlink(entry.path)}, not followed")
+    return True
+
+
+def volumes(list_dir: Path, skipped: list[str] | None = None) -> list[tuple[str, int, date]]:
     """The volume folders of a list's pipermail folder, oldest first: (name, frequency, start)."""
     found = []
     with os.scandir(list_dir) as entries:
         for entry in entries:
-            if entry.is_dir():
+            if entry.is_dir() and not _not_followed(entry, list_dir, skipped):
                 try:
                     frequency, start = parse_volume_name(entry.name)
                 except ValueError:
@@ -221,21 +231,26 @@ def volumes(list_dir: Path) -> list[tuple[str, int, date]]:
     return sorted(found, key=lambda item: (item[2], item[0]))
 
 
-def walk_archive(list_dir: str | os.PathLike[str]) -> Iterator[ArticleRef]:
+def walk_archive(list_dir: str | os.PathLike[str], skipped: list[str] | None = None) -> Iterator[ArticleRef]:
     """Every `<volume>/<NNNNNN>.html` under a list's pipermail folder, in volume then number order.
 
     `relative_url` is the path below the list's archive URL (`2019-February/000123.html`). Folders
     that are not volumes (`attachments/`, `database/`) are skipped. Streams: one volume's file
     names are held at a time, and each page is read only up to its Message-ID.
+
+    A volume or article that is a symbolic link is not followed (the legacy host's listing does
+    not follow one either): it may point at another list's pages or at any file. Each one is
+    reported in `skipped` when given.
     """
     list_dir = Path(list_dir)
-    for name, _, _ in volumes(list_dir):
+    for name, _, _ in volumes(list_dir, skipped):
         folder = list_dir / name
         with os.scandir(folder) as entries:
             articles = sorted(
                 (int(match[1]), entry.name)
                 for entry in entries
                 if (match := _ARTICLE_FILE.fullmatch(entry.name)) and entry.is_file()
+                and not _not_followed(entry, list_dir, skipped)
             )
         for number, filename in articles:
             path = folder / filename

@@ -301,3 +301,34 @@ def test_walk_agrees_with_generated_archives(generated):
             article = read_article(page)
             assert (article.subject, article.has_body) == (message.subject, True), message.article_url
     assert frequencies == {YEARLY, MONTHLY, QUARTERLY, WEEKLY, DAILY}
+
+
+def test_walk_follows_no_symbolic_link_and_reports_each(tmp_path):
+    """A volume or article that is a symbolic link may point at another list's pages or any file:
+    neither the walk nor the legacy host's listing follows it, and the walk says what it left."""
+    from migrate.archives.redirect_steps import parse_pipermail_listing, pipermail_listing_argv
+    from migrate.core.transport import LocalTransport
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "2019-February").mkdir(parents=True)
+    (elsewhere / "2019-February" / "000001.html").write_bytes(article_page(b"<stolen@x>"))
+    (elsewhere / "secret.html").write_bytes(article_page(b"<secret@x>"))
+    (tmp_path / "lists" / "team").mkdir(parents=True)
+    root = tmp_path / "archives" / "private" / "team"
+    (root / "2019-January").mkdir(parents=True)
+    (root / "2019-January" / "000000.html").write_bytes(article_page(b"<own@x>"))
+    (root / "2019-January" / "000002.html").symlink_to(elsewhere / "secret.html")
+    (root / "2019-February").symlink_to(elsewhere / "2019-February")
+    (root / "2019-March").symlink_to(root / "2019-January")
+
+    skipped: list[str] = []
+    refs = list(walk_archive(root, skipped=skipped))
+    assert [(r.relative_url, r.message_id) for r in refs] == [("2019-January/000000.html", "<own@x>")]
+    assert len(skipped) == 3
+    for name, target in (("2019-January/000002.html", elsewhere / "secret.html"),
+                         ("2019-February", elsewhere / "2019-February"), ("2019-March", root / "2019-January")):
+        assert any(name in line and str(target) in line for line in skipped), skipped
+
+    listing = LocalTransport().run(pipermail_listing_argv(str(tmp_path), ["team"])).check().stdout
+    remote = parse_pipermail_listing(listing)["team"].articles
+    assert [(r.relative_url, r.message_id) for r in remote] == [("2019-January/000000.html", "<own@x>")]
