@@ -36,12 +36,14 @@ MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "
                "October", "November", "December")
 _MONTH_NUMBERS = {name.lower(): number for number, name in enumerate(MONTH_NAMES, start=1)}
 
-_YEAR = re.compile(r"(\d{4})")
-_QUARTER = re.compile(r"(\d{4})q([1-4])")
-_MONTH = re.compile(r"(\d{4})-([A-Za-z]+)")
-_WEEK = re.compile(r"Week-of-Mon-(\d{4})(\d{2})(\d{2})")
-_DAY = re.compile(r"(\d{4})(\d{2})(\d{2})")
-_ARTICLE_FILE = re.compile(r"(\d{6,})\.html")
+# [0-9], not \d: \d takes every script's digits and int() reads them, so 2019 in Arabic-Indic
+# digits would pass for a volume.
+_YEAR = re.compile(r"([0-9]{4})")
+_QUARTER = re.compile(r"([0-9]{4})q([1-4])")
+_MONTH = re.compile(r"([0-9]{4})-([A-Za-z]+)")
+_WEEK = re.compile(r"Week-of-Mon-([0-9]{4})([0-9]{2})([0-9]{2})")
+_DAY = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
+_ARTICLE_FILE = re.compile(r"([0-9]{6,})\.html")
 
 # A page's own Message-ID: the In-Reply-To parameter of the first mailto link in a double-quoted
 # HREF before the body. A poster cannot write such an attribute (`"` is escaped in every text

@@ -67,7 +67,7 @@ from .redirects import (
     postorius_list_url, render_apache, render_nginx, site_entries,
 )
 
-_ARTICLE_FILE = re.compile(r"(\d{6,})\.html")
+_ARTICLE_FILE = re.compile(r"([0-9]{6,})\.html")
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 # File names on the web host; the same name in both nginx folders.

@@ -332,3 +332,27 @@ def test_walk_follows_no_symbolic_link_and_reports_each(tmp_path):
     listing = LocalTransport().run(pipermail_listing_argv(str(tmp_path), ["team"])).check().stdout
     remote = parse_pipermail_listing(listing)["team"].articles
     assert [(r.relative_url, r.message_id) for r in remote] == [("2019-January/000000.html", "<own@x>")]
+
+
+@pytest.mark.parametrize("name", ["\u0662\u0660\u0661\u0669", "\uff12\uff10\uff11\uff19-February",
+                                  "\u06620\u06619q1", "Week-of-Mon-2016020\u0668", "2016021\u0661"])
+def test_volume_names_take_ascii_digits_only(name):
+    # int() reads Arabic-Indic and fullwidth digits, so `\d` would turn these into real volumes.
+    with pytest.raises(ValueError):
+        parse_volume_name(name)
+
+
+def test_walk_and_listing_skip_pages_and_volumes_numbered_in_other_digits(tmp_path):
+    from migrate.archives.redirect_steps import parse_pipermail_listing, pipermail_listing_argv
+    from migrate.core.transport import LocalTransport
+
+    (tmp_path / "lists" / "team").mkdir(parents=True)
+    root = tmp_path / "archives" / "private" / "team"
+    pages = {"2019/000000.html": b"<a@x>", "2019/\u0660\u0660\u0660\u0660\u0660\u0661.html": b"<b@x>",
+             "\u0662\u0660\u0661\u0669/000002.html": b"<c@x>"}
+    for relative, message_id in pages.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(article_page(message_id))
+    assert [r.relative_url for r in walk_archive(root)] == ["2019/000000.html"]
+    listing = LocalTransport().run(pipermail_listing_argv(str(tmp_path), ["team"])).check().stdout
+    assert [r.relative_url for r in parse_pipermail_listing(listing)["team"].articles] == ["2019/000000.html"]
