@@ -11,7 +11,9 @@ from .mm3 import KIND, list_names
 from .steps import checked_name, legacy_host, list_address, lists_host
 
 # One remote command lists every list folder with its archive mbox's size and message count, so
-# the survey costs one round trip plus one file read per list. Values come in as arguments.
+# the survey costs one round trip plus one file read per list. Values come in as arguments. Each
+# field ends with NUL, which no file name holds: a folder name with a tab or a newline stays one
+# name and cannot pass for another list's line.
 _ARCHIVE_STATS = r'''
 cd "$1" || exit 3
 for d in lists/*/; do
@@ -19,7 +21,7 @@ for d in lists/*/; do
   n=${d#lists/}; n=${n%/}
   m="archives/private/$n.mbox/$n.mbox"
   if [ -f "$m" ]; then s=$(stat -c %s "$m"); c=$(grep -c '^From ' "$m"); else s=0; c=0; fi
-  printf '%s\t%s\t%s\n' "$n" "$s" "$c"
+  printf '%s\0%s\0%s\0' "$n" "$s" "$c"
 done
 '''
 
@@ -56,11 +58,11 @@ def list_folders(executor, inventory) -> dict[str, tuple[int, int]]:
     if result.exited == 3:
         raise MigrateError(f"{host.name}: Mailman 2 folder {host.var('mailman2_var_dir')} does not exist")
     result.check()
-    folders = {}
-    for line in result.stdout.splitlines():
-        name, size, count = line.split("\t")
-        folders[name] = (int(size), int(count))
-    return folders
+    fields = result.stdout.split("\0")
+    if len(fields) % 3 != 1 or fields[-1]:
+        raise MigrateError(f"{host.name}: the list folder survey ended in the middle of a record: "
+                           f"{result.stdout[-80:]!r}")
+    return {fields[i]: (int(fields[i + 1]), int(fields[i + 2])) for i in range(0, len(fields) - 1, 3)}
 
 
 def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurvey]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from migrate.archives.steps import PrepareArchive
 from migrate.core.errors import MigrateError, PreflightError
@@ -23,6 +22,8 @@ from migrate.mailman import mm2
 from migrate.mailman.mm3 import get_list
 from migrate.mailman.py2pickle import dumps_py2
 from migrate.mailman.steps import MigrateList, SyncList, list_address
+
+from ..helpers import local_legacy_inventory
 
 # (value, what the message must say is wrong with it)
 HOSTILE_DOMAINS = [
@@ -83,19 +84,7 @@ def legacy(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("hostile")
     var_dir = root / "var"
     generate_tree(var_dir, lists=0, members=3, seed=5)
-    inventory = root / "inventory.yaml"
-    inventory.write_text(yaml.safe_dump({
-        "name": "hostile-names",
-        "hosts": {
-            "local": {"address": "127.0.0.1", "roles": ["mailman2"],
-                      "vars": {"mailman2_var_dir": str(var_dir)}},
-            # Nothing listens there: a check that reaches Mailman 3 fails as unreachable.
-            "lists-01": {"address": "127.0.0.1", "roles": ["mailman3"],
-                         "vars": {"mailman3_rest_url": "http://127.0.0.1:9/3.1", "mailman3_rest_user": "x",
-                                  "mailman3_rest_password": {"env": "MIGRATE_TEST_UNSET_PASSWORD"}}},
-        },
-    }))
-    return var_dir, inventory
+    return var_dir, local_legacy_inventory(root / "inventory.yaml", var_dir)
 
 
 def write_list(var_dir: Path, name: str, host_name: str) -> None:
