@@ -6,8 +6,9 @@ import posixpath
 from dataclasses import asdict, dataclass, field
 
 from ..core.errors import MigrateError
-from . import mm2
+from . import convert, mm2
 from .mm3 import KIND, list_names
+from .reconcile import roster_counts
 from .steps import checked_name, legacy_host, list_address, lists_host
 
 # One remote command lists every list folder with its archive mbox's size and message count, so
@@ -85,7 +86,8 @@ def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurv
             data = executor.read_file(host.name, f"{base}/config.pck")
             if data is None:
                 raise mm2.Mailman2DataError(name, "config.pck is missing")
-            summary = mm2.read_list(data, list_name=name)
+            config = mm2.load_config(data, list_name=name)
+            summary = mm2.summarize_config(config, list_name=name)
             requests_data = executor.read_file(host.name, f"{base}/request.pck")
             requests = mm2.load_requests(requests_data, list_name=name) if requests_data else None
         except MigrateError as exc:
@@ -95,7 +97,6 @@ def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurv
         row.digest = len(summary.digest_members)
         row.nomail = len(summary.nomail)
         row.owners, row.moderators = len(summary.owners), len(summary.moderators)
-        row.nonmembers = sum(len(v) for v in summary.nonmembers.values())
         row.bans = len(summary.bans)
         row.charset = summary.charset
         row.archive_policy = ("none" if not summary.archive else "private" if summary.archive_private else "public")
@@ -104,8 +105,11 @@ def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurv
             row.held = len(requests.held_messages)
             row.pending = len(requests.subscriptions) + len(requests.unsubscriptions)
         try:
-            row.fqdn = list_address(name, None, {"host_name": summary.host_name})
+            row.fqdn = list_address(name, None, config)
         except MigrateError as exc:  # the counts still show; the list needs mail_host to migrate
             row.error = str(exc)
+        # What verification counts: the distinct nonmember addresses import21 keeps (lowercased,
+        # each once, no ^regexp or @list, none banned); the domain plays no part in the count.
+        row.nonmembers = roster_counts(convert.expected_state(config, fqdn_listname=row.fqdn or name))["nonmember"]
         row.on_mailman3 = bool(on_mm3) and row.fqdn in on_mm3
     return rows

@@ -61,3 +61,25 @@ def test_a_name_that_would_overwrite_another_lists_numbers_does_not(tree):
     var_dir, inventory = tree
     (var_dir / "lists" / "zzz\t1\t1\nroster-cases").mkdir()
     assert read(inventory, list_folders)["roster-cases"] == (len(MBOX), 3)
+
+
+def test_nonmembers_are_counted_as_verification_counts_them(tree):
+    """Distinct addresses as Mailman 3 keeps them: case folded, each once across the four filters,
+    banned ones and ^regexps or @lists left out (those stay patterns, counted apart)."""
+    var_dir, inventory = tree
+    path = var_dir / "lists" / "roster-cases" / "config.pck"
+    config = mm2.load_config(path.read_bytes(), list_name="roster-cases")
+    config.update({
+        "accept_these_nonmembers": ["friend@example.org", "Friend@Example.org", "^.*@trusted\\.example$",
+                                    "@kultur-de"],
+        "hold_these_nonmembers": ["friend@example.org", "other@example.net"],
+        "reject_these_nonmembers": ["banned@example.com"],
+        "discard_these_nonmembers": ["other@example.net", "third@example.com"],
+        "ban_list": ["banned@example.com"],
+    })
+    path.write_bytes(dumps_py2(config))
+    (row,) = read(inventory, survey, ["roster-cases"])
+    assert row.nonmembers == 3  # friend@, other@, third@
+    expected = convert.expected_state(mm2.load_config(path.read_bytes(), list_name="roster-cases"),
+                                      fqdn_listname=row.fqdn)
+    assert roster_counts(expected)["nonmember"] == row.nonmembers
