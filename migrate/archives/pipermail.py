@@ -44,6 +44,7 @@ _MONTH = re.compile(r"([0-9]{4})-([A-Za-z]+)")
 _WEEK = re.compile(r"Week-of-Mon-([0-9]{4})([0-9]{2})([0-9]{2})")
 _DAY = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 _ARTICLE_FILE = re.compile(r"([0-9]{6,})\.html")
+_BEGIN, _END = b"<!--beginarticle-->", b"<!--endarticle-->"
 
 # A page's own Message-ID: the In-Reply-To parameter of the first mailto link in a double-quoted
 # HREF before the body. A poster cannot write such an attribute (`"` is escaped in every text
@@ -58,8 +59,8 @@ _IN_REPLY_TO = re.compile(
 # above finds first (or the body's start, when no link comes before it), and `message_id_in` then
 # reads that line. Tests run both patterns on the same lines.
 LINK_ERE = r"""href[[:blank:]]*=[[:blank:]]*"mailto:[^"'<>[:space:]]*[?&](amp;)?In-Reply-To=[^"'&<>[:space:]]*"""
-BODY_ERE = "<!--beginarticle-->"
-_BODY_START = re.compile(re.escape(b"<!--beginarticle-->"), re.I)
+BODY_ERE = _BEGIN.decode()
+_BODY_START = re.compile(re.escape(_BEGIN), re.I)
 _CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_.:-]+)""", re.I)
 _H1 = re.compile(r"<h1>(.*?)</h1>", re.I | re.S)
 _TITLE = re.compile(r"<title>(.*?)</title>", re.I | re.S)
@@ -67,7 +68,6 @@ _BOLD = re.compile(r"<b>(.*?)</b>", re.I | re.S)
 _ITALIC = re.compile(r"<i>(.*?)</i>", re.I | re.S)
 _TAG = re.compile(r"<[^>]*>")
 _SPACES = re.compile(r"\s+")
-_BEGIN, _END = b"<!--beginarticle-->", b"<!--endarticle-->"
 
 # An article page's mailto links come within its first kilobyte or two; read this much first.
 _HEAD_BYTES = 4096
