@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..core import names
 from ..core.errors import CommandError, MigrateError
 from ..core.ops import Operation, register
 from ..core.transport import Result
@@ -326,7 +327,7 @@ class ImportArchives(_HyperKittyOperation):
         return [entry["fqdn"] for entry in self.lists]
 
     def argv(self, entry: dict) -> list[str]:
-        return [*self.command, "hyperkitty_import", "-l", entry["fqdn"], "--since", self.since,
+        return [*self.command, "hyperkitty_import", "-l", names.list_address(entry["fqdn"]), "--since", self.since,
                 "--ignore-mtime", entry["path"]]
 
     def state_key(self) -> tuple:
@@ -471,7 +472,8 @@ class UpdateSearchIndex(_HyperKittyOperation):
         return f"mailman-web update_index_one_list {self.fqdn_listname}"
 
     def perform(self, effects) -> Result:
-        return effects.run(self.host, [*self.command, "update_index_one_list", self.fqdn_listname]).check()
+        return effects.run(self.host, [*self.command, "update_index_one_list",
+                                       names.list_address(self.fqdn_listname)]).check()
 
 
 @register

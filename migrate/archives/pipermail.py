@@ -9,8 +9,11 @@ Facts from Mailman 2.1's `Mailman/Archiver/HyperArch.py` and `templates/en/artic
 - Articles are `'%06d.html' % sequence` inside the volume folder.
 - Since 2.1.10 `Article.as_html` fills `in_reply_to_url` with `url_quote(self._message_id)`, the raw
   Message-ID header (angle brackets, folding and all) quoted by Python 2's `urllib.quote`; the
-  template puts it in two `mailto:` links, `<LINK REL="made" ...>` in the head and the author link.
+  template puts it in two `mailto:` links, `<LINK REL="made" ...>` in the head and the author link,
+  each in a double-quoted HREF on one line.
 - The body sits between `<!--beginarticle-->` and `<!--endarticle-->`.
+- A poster's text reaches the page as the subject (in `<TITLE>`, `<H1>` and an attribute) and as
+  the body, with `&`, `<`, `>` and `"` escaped (`CGIescape`); a body's `scheme://` URLs become links.
 - Pages are written in the charset of the list's language (a `<META http-equiv="Content-Type">`).
 """
 
@@ -33,16 +36,31 @@ MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "
                "October", "November", "December")
 _MONTH_NUMBERS = {name.lower(): number for number, name in enumerate(MONTH_NAMES, start=1)}
 
-_YEAR = re.compile(r"(\d{4})")
-_QUARTER = re.compile(r"(\d{4})q([1-4])")
-_MONTH = re.compile(r"(\d{4})-([A-Za-z]+)")
-_WEEK = re.compile(r"Week-of-Mon-(\d{4})(\d{2})(\d{2})")
-_DAY = re.compile(r"(\d{4})(\d{2})(\d{2})")
-_ARTICLE_FILE = re.compile(r"(\d{6,})\.html")
+# [0-9], not \d: \d takes every script's digits and int() reads them, so 2019 in Arabic-Indic
+# digits would pass for a volume.
+_YEAR = re.compile(r"([0-9]{4})")
+_QUARTER = re.compile(r"([0-9]{4})q([1-4])")
+_MONTH = re.compile(r"([0-9]{4})-([A-Za-z]+)")
+_WEEK = re.compile(r"Week-of-Mon-([0-9]{4})([0-9]{2})([0-9]{2})")
+_DAY = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
+_ARTICLE_FILE = re.compile(r"([0-9]{6,})\.html")
+_BEGIN, _END = b"<!--beginarticle-->", b"<!--endarticle-->"
 
-# Quoted by Python 2's urllib.quote, the value holds no quote, `&`, `>` or whitespace, so one of
-# those ends it; `&amp;` covers translated templates that escape the separator.
-_IN_REPLY_TO = re.compile(rb"""mailto:[^"'<>]*?[?&](?:amp;)?In-Reply-To=([^"'&<>\s]*)(?=["'&<>\s])""", re.I)
+# A page's own Message-ID: the In-Reply-To parameter of the first mailto link in a double-quoted
+# HREF before the body. A poster cannot write such an attribute (`"` is escaped in every text
+# pipermail writes), and a body may hold links of its own, so neither a subject nor a body can
+# lend a page another message's id. Quoted by Python 2's urllib.quote, the URL holds no quote,
+# `<`, `>` or whitespace, and the value no `&` either, so one of those ends it; `&amp;` covers
+# translated templates that escape the separator.
+_IN_REPLY_TO = re.compile(
+    rb"""href[ \t]*=[ \t]*"mailto:[^"'<>\s]*?[?&](?:amp;)?In-Reply-To=([^"'&<>\s]*)(?=["'&<>\s])""", re.I)
+# The same link and the start of the body for `grep -E -i` in the C locale, which reads a file
+# line by line: a link is one line, so grep's first line matching either holds the link the pattern
+# above finds first (or the body's start, when no link comes before it), and `message_id_in` then
+# reads that line. Tests run both patterns on the same lines.
+LINK_ERE = r"""href[[:blank:]]*=[[:blank:]]*"mailto:[^"'<>[:space:]]*[?&](amp;)?In-Reply-To=[^"'&<>[:space:]]*"""
+BODY_ERE = _BEGIN.decode()
+_BODY_START = re.compile(re.escape(_BEGIN), re.I)
 _CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_.:-]+)""", re.I)
 _H1 = re.compile(r"<h1>(.*?)</h1>", re.I | re.S)
 _TITLE = re.compile(r"<title>(.*?)</title>", re.I | re.S)
@@ -50,7 +68,6 @@ _BOLD = re.compile(r"<b>(.*?)</b>", re.I | re.S)
 _ITALIC = re.compile(r"<i>(.*?)</i>", re.I | re.S)
 _TAG = re.compile(r"<[^>]*>")
 _SPACES = re.compile(r"\s+")
-_BEGIN, _END = b"<!--beginarticle-->", b"<!--endarticle-->"
 
 # An article page's mailto links come within its first kilobyte or two; read this much first.
 _HEAD_BYTES = 4096
@@ -108,10 +125,13 @@ class Article:
 def message_id_in(page: bytes) -> str | None:
     """The Message-ID carried by the `In-Reply-To=` parameter of a page's mailto links, or None.
 
-    URL-unquoted; angle brackets, folding and decorations kept as the header had them. Bytes that
-    are not UTF-8 become U+FFFD, which Message-ID normalisation drops like any non-ASCII.
+    `page` is a whole page, or its first line that `LINK_ERE` or `BODY_ERE` matches. URL-unquoted;
+    angle brackets, folding and decorations kept as the header had them. Bytes that are not UTF-8
+    become U+FFFD, which Message-ID normalisation drops like any non-ASCII.
     """
-    match = _IN_REPLY_TO.search(page)
+    body = _BODY_START.search(page)
+    # The end of the text (or of the head) ends a value as a newline would.
+    match = _IN_REPLY_TO.search(page[:body.start()] + b"\n" if body else page + b"\n")
     return None if match is None else _unquote_id(match[1])
 
 
@@ -177,23 +197,34 @@ def _head_message_id(path: Path) -> str | None:
     with path.open("rb") as page:
         data = page.read(_HEAD_BYTES)
         while True:
+            if _BODY_START.search(data):
+                return message_id_in(data)
             # A value cut by the end of `data` does not match: the pattern wants its terminator.
             match = _IN_REPLY_TO.search(data)
             if match is not None:
                 return _unquote_id(match[1])
             more = page.read(len(data))
             if not more:
-                # The last link may end the file without a terminator; give it one.
-                return message_id_in(data + b'"')
+                return message_id_in(data)
             data += more
 
 
-def volumes(list_dir: Path) -> list[tuple[str, int, date]]:
+def _not_followed(entry: os.DirEntry, list_dir: Path, skipped: list[str] | None) -> bool:
+    """Whether `entry` is a symbolic link, noted in `skipped` with where it points."""
+    if not entry.is_symlink():
+        return False
+    if skipped is not None:
+        relative = Path(entry.path).relative_to(list_dir)
+        skipped.append(f"{relative}: a symbolic link to {os.readlink(entry.path)}, not followed")
+    return True
+
+
+def volumes(list_dir: Path, skipped: list[str] | None = None) -> list[tuple[str, int, date]]:
     """The volume folders of a list's pipermail folder, oldest first: (name, frequency, start)."""
     found = []
     with os.scandir(list_dir) as entries:
         for entry in entries:
-            if entry.is_dir():
+            if entry.is_dir() and not _not_followed(entry, list_dir, skipped):
                 try:
                     frequency, start = parse_volume_name(entry.name)
                 except ValueError:
@@ -202,21 +233,26 @@ def volumes(list_dir: Path) -> list[tuple[str, int, date]]:
     return sorted(found, key=lambda item: (item[2], item[0]))
 
 
-def walk_archive(list_dir: str | os.PathLike[str]) -> Iterator[ArticleRef]:
+def walk_archive(list_dir: str | os.PathLike[str], skipped: list[str] | None = None) -> Iterator[ArticleRef]:
     """Every `<volume>/<NNNNNN>.html` under a list's pipermail folder, in volume then number order.
 
     `relative_url` is the path below the list's archive URL (`2019-February/000123.html`). Folders
     that are not volumes (`attachments/`, `database/`) are skipped. Streams: one volume's file
     names are held at a time, and each page is read only up to its Message-ID.
+
+    A volume or article that is a symbolic link is not followed (the legacy host's listing does
+    not follow one either): it may point at another list's pages or at any file. Each one is
+    reported in `skipped` when given.
     """
     list_dir = Path(list_dir)
-    for name, _, _ in volumes(list_dir):
+    for name, _, _ in volumes(list_dir, skipped):
         folder = list_dir / name
         with os.scandir(folder) as entries:
             articles = sorted(
                 (int(match[1]), entry.name)
                 for entry in entries
                 if (match := _ARTICLE_FILE.fullmatch(entry.name)) and entry.is_file()
+                and not _not_followed(entry, list_dir, skipped)
             )
         for number, filename in articles:
             path = folder / filename

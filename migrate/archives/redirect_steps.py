@@ -55,22 +55,20 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import MigrateError
+from ..core.names import is_list_name
 from ..core.ops import Operation, RemoveFile, RunCommand, WriteFile, register
 from ..core.step import Check, Step, StepContext, Verification, fail
 from . import mbox as mboxlib
 from .hyperkitty import mailman_web_command, read_state, reader_runner
 from .msgid import normalise
-from .pipermail import ArticleRef, parse_volume_name
+from .pipermail import BODY_ERE, LINK_ERE, ArticleRef, message_id_in, parse_volume_name
 from .redirects import (
     RedirectMap, UnmappedArticle, archive_entries, build_map, canonical_path, paused_gc,
     postorius_list_url, render_apache, render_nginx, site_entries,
 )
 
-# Mailman 2 list names are lower case (MailList.InitVars lowercases them); a folder named
-# otherwise is not a list and must not become a path or an address here.
-LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._+=-]{0,63}$")
-_ARTICLE_FILE = re.compile(r"(\d{6,})\.html")
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+_ARTICLE_FILE = re.compile(r"([0-9]{6,})\.html")
+_HEX = re.compile(r"[0-9a-f]{64}")
 
 # File names on the web host; the same name in both nginx folders.
 NGINX_FILE = "migrate-redirects.conf"
@@ -163,15 +161,16 @@ def web_settings(inventory, *, apache: bool = True) -> WebSettings:
 
 # --- reading the legacy pipermail tree ---------------------------------------------------------
 
-# Runs in the Mailman 2 var dir ($1) for the list names after it (every list folder if none).
-# L lines: name, list folder, public link, pipermail folder, mbox (1/0 each). F lines: every
-# article file. Then, one line per page that has it, "path:In-Reply-To=VALUE": the first such
-# value of the page, which grep reads only up to (the head's <LINK REL="made">); the value ends
-# where pipermail.message_id_in ends it. The C locale keeps grep's case folding byte-wise and fast.
+# Runs in the Mailman 2 var dir ($1) for the names after pipermail's two patterns (every list if
+# none). Records end with NUL, which no file name holds: a name with a tab or newline cannot pass
+# for another record. L: name, list folder, public link, pipermail folder, mbox (1/0). F: an article
+# file. After "I", per page "path NUL line NEWLINE": the first line matching either pattern (grep
+# reads no further), from which pipermail.message_id_in reads the page's id. C locale: byte-wise grep.
 _PIPERMAIL_LISTING = r"""
 export LC_ALL=C
 cd "$1" || exit 3
-shift
+link=$2 body=$3
+shift 3
 if [ $# -eq 0 ]; then
   for d in lists/*/; do
     [ -d "$d" ] || continue
@@ -184,14 +183,17 @@ for n in "$@"; do
   p=0; [ -e "archives/public/$n" ] && p=1
   a=0; [ -d "archives/private/$n" ] && a=1
   m=0; [ -f "archives/private/$n.mbox/$n.mbox" ] && m=1
-  printf 'L\t%s\t%s\t%s\t%s\t%s\n' "$n" "$c" "$p" "$a" "$m"
+  printf 'L\t%s\t%s\t%s\t%s\t%s\0' "$n" "$c" "$p" "$a" "$m"
 done
 cd archives/private 2>/dev/null || exit 0
+article='[0-9][0-9][0-9][0-9][0-9][0-9]*.html'
 for n in "$@"; do
-  [ -d "$n" ] || continue
-  find "$n/" -mindepth 2 -maxdepth 2 -type f -name '[0-9][0-9][0-9][0-9][0-9][0-9]*.html' -printf 'F\t%p\n'
-  find "$n/" -mindepth 2 -maxdepth 2 -type f -name '[0-9][0-9][0-9][0-9][0-9][0-9]*.html' \
-    -exec grep -i -o -m 1 -H -e "In-Reply-To=[^\"'&<>[:space:]]*" {} +
+  [ -d "$n" ] && find "$n/" -mindepth 2 -maxdepth 2 -type f -name "$article" -printf 'F\t%p\0'
+done
+printf 'I\0'
+for n in "$@"; do
+  [ -d "$n" ] && find "$n/" -mindepth 2 -maxdepth 2 -type f -name "$article" \
+    -exec grep -i -m 1 -H -Z -E -e "$link" -e "$body" {} +
 done
 exit 0
 """
@@ -199,7 +201,7 @@ exit 0
 
 def pipermail_listing_argv(var_dir: str, names: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The read-only command listing the pipermail articles of `names` (every list if empty)."""
-    return ["sh", "-c", _PIPERMAIL_LISTING, "sh", var_dir, *names]
+    return ["sh", "-c", _PIPERMAIL_LISTING, "sh", var_dir, LINK_ERE, BODY_ERE, *names]
 
 
 @dataclass
@@ -212,9 +214,6 @@ class LegacyList:
     pipermail: bool
     mbox: bool
     articles: list[ArticleRef] = field(default_factory=list)
-
-
-_PARAMETER = len("In-Reply-To=")
 
 
 def parse_pipermail_listing(text: str) -> dict[str, LegacyList]:
@@ -230,18 +229,22 @@ def parse_pipermail_listing(text: str) -> dict[str, LegacyList]:
 def _parse_pipermail_listing(text: str) -> dict[str, LegacyList]:
     lists: dict[str, LegacyList] = {}
     files: list[str] = []
-    ids: dict[str, str] = {}
-    for line in text.split("\n"):
-        if line.startswith("F\t"):
-            files.append(line[2:])
-        elif line.startswith("L\t"):
-            name, *flags = line[2:].split("\t")
+    # Every record before "I" starts with L or F, so the first NUL, I, NUL is that mark.
+    records, _, grep_output = ("\0" + text).partition("\0I\0")
+    for record in records.split("\0"):
+        if record.startswith("F\t"):
+            files.append(record[2:])
+        elif record.startswith("L\t"):
+            name, *flags = record[2:].rsplit("\t", 4)
             if len(flags) == 4:
                 lists[name] = LegacyList(name, *(f == "1" for f in flags))
-        else:
-            path, sep, match = line.partition(":")
-            if sep:
-                ids[path] = match[_PARAMETER:]
+    # grep's records: each piece after a NUL is the matching line, a newline, then the next path.
+    ids: dict[str, str] = {}
+    path, *pieces = grep_output.split("\0")
+    for piece in pieces:
+        matched, _, following = piece.partition("\n")
+        ids.setdefault(path, matched)
+        path = following
     volumes: dict[str, bool] = {}
     found: dict[str, list[ArticleRef]] = {}
     for path in files:
@@ -256,17 +259,12 @@ def _parse_pipermail_listing(text: str) -> dict[str, LegacyList]:
             volumes[volume] = _is_volume(volume)
         if not volumes[volume]:
             continue
-        quoted = ids.get(path)
-        if not quoted:
-            message_id = None
-        elif "%" in quoted:
-            message_id = urllib.parse.unquote_to_bytes(quoted).decode("utf-8", "replace")
-        else:
-            message_id = quoted
+        matched = ids.get(path)
+        message_id = message_id_in(matched.encode()) if matched else None
         found.setdefault(name, []).append(
             ArticleRef(volume, int(number[1]), f"{volume}/{filename}", path, message_id))
     for name, legacy in lists.items():
-        if LIST_NAME.match(name):
+        if is_list_name(name):
             legacy.articles = sorted(found.get(name, ()), key=lambda a: (a.number, a.volume))
     return lists
 
@@ -620,7 +618,7 @@ def read_legacy_tree(ctx: StepContext, name: str, *, with_content: bool) -> tupl
         raise MigrateError(f"{host.name}: no pipermail folder {private}/{name}")
     result.check()
     digest, _, encoded = result.stdout.partition("\n")
-    if not _HEX.match(digest):
+    if not _HEX.fullmatch(digest):
         raise MigrateError(f"{host.name}: unexpected digest output for {name}: {digest[:80]!r}")
     return digest, base64.b64decode(encoded) if with_content else None
 
@@ -870,7 +868,7 @@ class InstallRedirects(Step):
         if self._facts is not None:
             return self._facts
         settings = web_settings(ctx.inventory, apache=self.params.apache)
-        valid = [n for n in self.params.lists if LIST_NAME.match(n)]
+        valid = [n for n in self.params.lists if is_list_name(n)]
         # Only valid names reach the host; named lists that are all invalid read nothing.
         legacy = read_legacy_lists(ctx, valid) if valid or not self.params.lists else {}
         excluded = set(self.params.exclude)
@@ -879,7 +877,7 @@ class InstallRedirects(Step):
         selected = []
         for name in names:
             found = legacy.get(name)
-            if not LIST_NAME.match(name):
+            if not is_list_name(name):
                 skipped[name] = "not a valid Mailman 2 list name"
             elif found is None or not found.list_folder:
                 skipped[name] = "no such list on the Mailman 2 host"

@@ -43,7 +43,7 @@ from ..core.ops import Operation, WriteFile, register
 from ..core.step import Check, Step, StepContext, Verification, fail
 from ..mailman import convert, mm2
 from ..mailman.mm3 import KIND as MAILMAN3, get_list
-from ..mailman.steps import LIST_NAME, legacy_host, list_address, lists_host, read_list_config
+from ..mailman.steps import checked_name, legacy_host, list_address, lists_host, read_list_config, refuse_invalid_name
 from . import mbox
 from .hyperkitty import (
     SINCE, ArchivedList, DiscardImportCopy, HyperKittyState, ImportArchives, IndexMessages, UpdateSearchIndex,
@@ -62,6 +62,7 @@ EXPLAINED_PROBLEMS = {
 
 def mbox_path(inventory, name: str) -> str:
     var_dir = legacy_host(inventory).var("mailman2_var_dir")
+    name = checked_name(name)
     return posixpath.join(var_dir, "archives", "private", f"{name}.mbox", f"{name}.mbox")
 
 
@@ -74,7 +75,7 @@ def import_folder(inventory) -> str:
 
 
 def import_copy_path(inventory, name: str) -> str:
-    return posixpath.join(import_folder(inventory), f"migrate-{name}.mbox")
+    return posixpath.join(import_folder(inventory), f"migrate-{checked_name(name)}.mbox")
 
 
 # -- mbox bytes on the controller ------------------------------------------------------------
@@ -181,8 +182,7 @@ class _Archive:
         return self._mbox
 
     def check_name(self) -> None:
-        if not LIST_NAME.match(self.name):
-            fail(f"list {self.name!r}: not a valid Mailman 2 list name")
+        refuse_invalid_name(self.name)
 
     def check_config(self, ctx: StepContext) -> None:
         try:

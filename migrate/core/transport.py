@@ -44,7 +44,7 @@ LOCAL = "local"  # the host name of the controller itself
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def build_command(argv: Sequence[str], *, sudo: bool = False, env: Mapping[str, str] | None = None,
@@ -63,7 +63,7 @@ def build_command(argv: Sequence[str], *, sudo: bool = False, env: Mapping[str, 
     if env:
         words.append("env")
         for name, value in env.items():
-            if not _ENV_NAME.match(name):
+            if not _ENV_NAME.fullmatch(name):
                 raise ValueError(f"invalid environment variable name {name!r}")
             words.append(f"{name}={value}")
     for arg in argv:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.error import HTTPError
 from urllib.parse import quote, urlencode, urlsplit
 
+from ..core import names
 from ..core.errors import MigrateError, TransportError
 from ..core.ops import Operation, register
 from ..core.transport import register_service
@@ -123,6 +124,32 @@ def _status(exc: Exception) -> int | None:
     return getattr(exc, "code", None)
 
 
+# -- paths ---------------------------------------------------------------------------------------
+def rest_path(*segments: str) -> str:
+    """The path (below the REST root) of a resource named by a list, a domain or an address.
+
+    Every path requested by a name is built here, each segment percent-quoted: a value holding
+    `/`, `?`, `#` or `%` stays one segment. `.` and `..`, which the client's URL joining would
+    resolve to another resource, are refused.
+    """
+    for segment in segments:
+        if not isinstance(segment, str) or segment in ("", ".", ".."):
+            raise Mailman3Error(f"refused the REST path segment {segment!r} of {segments!r}")
+    return "/".join(quote(segment, safe="@") for segment in segments)
+
+
+def _resource(client, *segments: str) -> dict:
+    """A resource's content, by path segments; HTTPError as mailmanclient raises it."""
+    _, content = client._connection.call(rest_path(*segments))
+    return content or {}
+
+
+def _domain(client, mail_host: str):
+    from mailmanclient import Domain
+
+    return Domain(client._connection, _resource(client, "domains", names.domain(mail_host))["self_link"])
+
+
 # -- reads ---------------------------------------------------------------------------------------
 def _rest_errors(function):
     """Turn mailmanclient's HTTP and connection errors into a message naming what was read."""
@@ -145,18 +172,24 @@ def _rest_errors(function):
 
 @_rest_errors
 def get_list(client, fqdn: str):
+    """The list `fqdn` on Mailman 3, or None; its address is checked before it becomes a URL."""
+    from mailmanclient import MailingList
+
     try:
-        return client.get_list(fqdn)
+        content = _resource(client, "lists", names.list_address(fqdn))
     except HTTPError as exc:
         if _status(exc) == 404:
             return None
         raise
+    if str(content.get("fqdn_listname", "")).lower() != fqdn.lower():
+        raise Mailman3Error(f"asked Mailman 3 for list {fqdn}, it answered with {content.get('fqdn_listname')!r}")
+    return MailingList(client._connection, content["self_link"], content)
 
 
 @_rest_errors
 def domain_exists(client, mail_host: str) -> bool:
     try:
-        client.get_domain(mail_host)
+        _domain(client, mail_host)
         return True
     except HTTPError as exc:
         if _status(exc) == 404:
@@ -326,7 +359,7 @@ class DeleteDomain(_DomainOperation):
     def perform(self, effects):
         client = _service(effects, self.host).client
         if domain_exists(client, self.mail_host):
-            client.delete_domain(self.mail_host)
+            client._connection.call(rest_path("domains", self.mail_host), None, "DELETE")
 
 
 @register
@@ -347,7 +380,7 @@ class CreateList(_ListOperation):
         client = _service(effects, self.host).client
         local, _, domain = self.fqdn_listname.partition("@")
         if get_list(client, self.fqdn_listname) is None:
-            client.get_domain(domain).create_list(local)
+            _domain(client, domain).create_list(local)
 
     def inverse(self, pre_state):
         if pre_state and pre_state.get("existed"):
@@ -375,10 +408,13 @@ class DeleteList(_ListOperation):
 
 def forget_unused_addresses(client, addresses: list[str]) -> int:
     """Delete the users of these addresses when none of their addresses is subscribed anywhere."""
+    from mailmanclient import User
+
     removed = 0
     for email in addresses:
         try:
-            user = client.get_user(email)
+            content = _resource(client, "users", email)
+            user = User(client._connection, content["self_link"], content)
         except HTTPError as exc:
             if _status(exc) == 404:
                 continue
@@ -391,7 +427,7 @@ def forget_unused_addresses(client, addresses: list[str]) -> int:
 
 def _address_known(client, email: str) -> bool:
     try:
-        client.get_address(email)
+        _resource(client, "addresses", email)
         return True
     except HTTPError as exc:
         if _status(exc) == 404:
@@ -401,8 +437,7 @@ def _address_known(client, email: str) -> bool:
 
 def _has_memberships(client, email: str) -> bool:
     # mailmanclient has no accessor for an address's memberships; the REST resource is plain.
-    _, content = client._connection.call(f"addresses/{quote(email, safe='@')}/memberships")
-    return bool((content or {}).get("total_size"))
+    return bool(_resource(client, "addresses", email, "memberships").get("total_size"))
 
 
 @register
@@ -642,7 +677,7 @@ class Import21(_ListOperation):
 
     def perform(self, effects):
         return effects.run(self.host, [*self.mailman_command, "import21", "-c", self.charset,
-                                       self.fqdn_listname, self.pickle_path]).check()
+                                       names.list_address(self.fqdn_listname), self.pickle_path]).check()
 
 
 def mailman_command(host) -> list[str]:

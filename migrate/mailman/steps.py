@@ -7,12 +7,12 @@ goes on (the runner's keep-going mode), and the journal says per list what happe
 from __future__ import annotations
 
 import posixpath
-import re
 import weakref
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..core import names
 from ..core.errors import MigrateError
 from ..core.ops import RemoveFile, WriteFile
 from ..core.step import Step, StepContext, Verification, fail
@@ -23,10 +23,6 @@ from .mm3 import (
 )
 from .model import ListState
 from .reconcile import Difference, compare, roster_counts, sync_operations
-
-# Mailman 2 list names are lower case (MailList.InitVars lowercases them); anything else in a
-# folder name is not a list Mailman 2 created and must not become a path or an address here.
-LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._+=-]{0,63}$")
 
 _known_addresses: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
 
@@ -39,8 +35,25 @@ def lists_host(inventory):
     return inventory.one_with_role("mailman3")
 
 
+def checked_name(name: str) -> str:
+    """The list name, if Mailman 2 could have created it; a folder named otherwise is no list of
+    Mailman 2's and must not become a path, an address or a command argument here."""
+    try:
+        return names.list_name(name)
+    except names.InvalidName as exc:
+        raise MigrateError(f"list {name!r}: not a valid Mailman 2 list name: {exc.reason}") from None
+
+
+def refuse_invalid_name(name: str) -> None:
+    """Preflight: refuse a list whose name Mailman 2 could not have created."""
+    try:
+        checked_name(name)
+    except MigrateError as exc:
+        fail(str(exc))
+
+
 def list_dir(inventory, name: str) -> str:
-    return posixpath.join(legacy_host(inventory).var("mailman2_var_dir"), "lists", name)
+    return posixpath.join(legacy_host(inventory).var("mailman2_var_dir"), "lists", checked_name(name))
 
 
 def read_list_config(ctx: StepContext, name: str) -> dict:
@@ -53,10 +66,24 @@ def read_list_config(ctx: StepContext, name: str) -> dict:
 
 
 def list_address(name: str, mail_host: str | None, config: dict) -> str:
-    """`name@domain` on Mailman 3: the given domain, or the list's Mailman 2 host_name."""
-    host = mail_host or str(config.get("host_name") or "")
-    if not host:
-        raise mm2.Mailman2DataError(name, "config.pck has no host_name; pass mail_host")
+    """`name@domain` on Mailman 3: the given domain, or the list's Mailman 2 host_name.
+
+    Name and domain are checked first: the address becomes a REST URL and a command argument.
+    """
+    checked_name(name)
+    if mail_host:
+        field, host, fix = "mail_host", mail_host, "pass the list's Mailman 3 domain as mail_host"
+    else:
+        field, fix = "host_name", "correct it on Mailman 2, or pass the Mailman 3 domain as mail_host"
+        host = str(config.get("host_name") or "")
+        if not host:
+            raise mm2.Mailman2DataError(name, "config.pck has no host_name; pass mail_host")
+    try:
+        names.domain(host)
+    except names.InvalidName as exc:
+        where = "the parameter" if field == "mail_host" else "in config.pck"
+        raise mm2.Mailman2DataError(name, f"{field} {host!r} ({where}) is not a valid domain: "
+                                          f"{exc.reason}; {fix}") from None
     return f"{name}@{host}"
 
 
@@ -96,8 +123,7 @@ class _ListStep(Step):
 
     # -- preflight checks shared by every list step ----------------------------------------
     def fail_for_invalid_list_name(self, ctx: StepContext) -> None:
-        if not LIST_NAME.match(self.name):
-            fail(f"list {self.name!r}: not a valid Mailman 2 list name")
+        refuse_invalid_name(self.name)
 
     def fail_for_missing_list_folder(self, ctx: StepContext) -> None:
         folder = list_dir(ctx.inventory, self.name)
@@ -216,7 +242,8 @@ class MigrateList(_ListStep):
             _known_addresses[reader] = known_addresses(reader)
         roster = sorted({addr for (_, addr) in expected.roster})
         new = [a for a in roster if a not in _known_addresses[reader]]
-        path = posixpath.join(host.var("mailman3_import_dir", "/var/tmp"), f"migrate-{self.name}.pck")
+        folder = host.var("mailman3_import_dir", "/var/tmp")
+        path = posixpath.join(folder, f"migrate-{checked_name(self.name)}.pck")
         ops: list = []
         if not self.params.resync:
             ops += [CreateDomain(host.name, fqdn.partition("@")[2]),

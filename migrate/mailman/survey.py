@@ -6,12 +6,15 @@ import posixpath
 from dataclasses import asdict, dataclass, field
 
 from ..core.errors import MigrateError
-from . import mm2
+from . import convert, mm2
 from .mm3 import KIND, list_names
-from .steps import LIST_NAME, legacy_host, lists_host
+from .reconcile import roster_counts
+from .steps import checked_name, legacy_host, list_address, lists_host
 
 # One remote command lists every list folder with its archive mbox's size and message count, so
-# the survey costs one round trip plus one file read per list. Values come in as arguments.
+# the survey costs one round trip plus one file read per list. Values come in as arguments. Each
+# field ends with NUL, which no file name holds: a folder name with a tab or a newline stays one
+# name and cannot pass for another list's line.
 _ARCHIVE_STATS = r'''
 cd "$1" || exit 3
 for d in lists/*/; do
@@ -19,7 +22,7 @@ for d in lists/*/; do
   n=${d#lists/}; n=${n%/}
   m="archives/private/$n.mbox/$n.mbox"
   if [ -f "$m" ]; then s=$(stat -c %s "$m"); c=$(grep -c '^From ' "$m"); else s=0; c=0; fi
-  printf '%s\t%s\t%s\n' "$n" "$s" "$c"
+  printf '%s\0%s\0%s\0' "$n" "$s" "$c"
 done
 '''
 
@@ -56,11 +59,11 @@ def list_folders(executor, inventory) -> dict[str, tuple[int, int]]:
     if result.exited == 3:
         raise MigrateError(f"{host.name}: Mailman 2 folder {host.var('mailman2_var_dir')} does not exist")
     result.check()
-    folders = {}
-    for line in result.stdout.splitlines():
-        name, size, count = line.split("\t")
-        folders[name] = (int(size), int(count))
-    return folders
+    fields = result.stdout.split("\0")
+    if len(fields) % 3 != 1 or fields[-1]:
+        raise MigrateError(f"{host.name}: the list folder survey ended in the middle of a record: "
+                           f"{result.stdout[-80:]!r}")
+    return {fields[i]: (int(fields[i + 1]), int(fields[i + 2])) for i in range(0, len(fields) - 1, 3)}
 
 
 def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurvey]:
@@ -78,26 +81,22 @@ def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurv
             row.error = "no such list folder on Mailman 2"
             continue
         row.archive_bytes, row.archive_messages = folders[name]
-        if not LIST_NAME.match(name):
-            row.error = "not a valid Mailman 2 list name"
-            continue
-        base = posixpath.join(host.var("mailman2_var_dir"), "lists", name)
         try:
+            base = posixpath.join(host.var("mailman2_var_dir"), "lists", checked_name(name))
             data = executor.read_file(host.name, f"{base}/config.pck")
             if data is None:
                 raise mm2.Mailman2DataError(name, "config.pck is missing")
-            summary = mm2.read_list(data, list_name=name)
+            config = mm2.load_config(data, list_name=name)
+            summary = mm2.summarize_config(config, list_name=name)
             requests_data = executor.read_file(host.name, f"{base}/request.pck")
             requests = mm2.load_requests(requests_data, list_name=name) if requests_data else None
         except MigrateError as exc:
             row.error = str(exc)
             continue
-        row.fqdn = f"{name}@{summary.host_name}"
         row.members = len(summary.members) + len(summary.digest_members)
         row.digest = len(summary.digest_members)
         row.nomail = len(summary.nomail)
         row.owners, row.moderators = len(summary.owners), len(summary.moderators)
-        row.nonmembers = sum(len(v) for v in summary.nonmembers.values())
         row.bans = len(summary.bans)
         row.charset = summary.charset
         row.archive_policy = ("none" if not summary.archive else "private" if summary.archive_private else "public")
@@ -105,5 +104,12 @@ def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurv
         if requests is not None:
             row.held = len(requests.held_messages)
             row.pending = len(requests.subscriptions) + len(requests.unsubscriptions)
+        try:
+            row.fqdn = list_address(name, None, config)
+        except MigrateError as exc:  # the counts still show; the list needs mail_host to migrate
+            row.error = str(exc)
+        # What verification counts: the distinct nonmember addresses import21 keeps (lowercased,
+        # each once, no ^regexp or @list, none banned); the domain plays no part in the count.
+        row.nonmembers = roster_counts(convert.expected_state(config, fqdn_listname=row.fqdn or name))["nonmember"]
         row.on_mailman3 = bool(on_mm3) and row.fqdn in on_mm3
     return rows

@@ -14,6 +14,7 @@ from ..archives.hyperkitty import mailman_web_command, read_state, reader_runner
 from ..archives.steps import (
     ImportArchive, PrepareArchive, compare_archives, find_watermarks, mbox_path, read_archive_file, scan_bytes,
 )
+from ..core.errors import MigrateError
 from ..core.executor import Executor, ProgressHandle, show_progress
 from ..core.report import Reporter, save_json
 from ..core.runner import ExitCode
@@ -54,7 +55,11 @@ def check(c, list_=None, all=False, exclude=None, inventory=None, json=False):
         executor = Executor(connections)
         names, _ = _select(executor, inv, list_, all, exclude)
         for name in names:
-            data = read_archive_file(executor, inv, mbox_path(inv, name))
+            try:
+                data = read_archive_file(executor, inv, mbox_path(inv, name))
+            except MigrateError as exc:  # a folder name that is no list's: reported, the rest goes on
+                errors[name] = str(exc)
+                continue
             if data is None:
                 errors[name] = "no archive mbox (archiving off, or never archived)"
                 continue

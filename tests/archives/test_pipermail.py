@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migrate.archives.msgid import normalise
 from migrate.archives.pipermail import (
+    BODY_ERE,
     DAILY,
+    LINK_ERE,
     MONTHLY,
     QUARTERLY,
     WEEKLY,
@@ -189,6 +192,27 @@ def test_message_id_survives_quoting(raw):
     assert value == raw.decode("utf-8", "replace")
 
 
+# Pieces of the markup around the link, and of what a poster can write, in any order.
+_LINE_PIECES = ["href", "HREF", "=", " ", "\t", '"', "'", "mailto:", "MailTo:", "t%40x", "%3Ca%40b%3E", "?",
+                "&", "amp;", "In-Reply-To=", "in-reply-to=", "<", ">", "<!--beginarticle-->",
+                "<!--BEGINARTICLE-->", "x", "\u00e9", "\r", "\x0b"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_LINE_PIECES), max_size=14).map("".join), min_size=1, max_size=40))
+def test_the_legacy_hosts_grep_patterns_pick_the_lines_the_python_reader_reads(tmp_path_factory, lines):
+    """The redirect listing runs grep with LINK_ERE and BODY_ERE and reads the first matching line
+    with message_id_in: grep must match exactly the lines where the reader finds a link or the body."""
+    path = tmp_path_factory.mktemp("lines") / "page.html"
+    path.write_bytes("\n".join(lines).encode() + b"\n")
+    result = subprocess.run(["grep", "-n", "-i", "-E", "-a", "-e", LINK_ERE, "-e", BODY_ERE, str(path)],
+                            capture_output=True, env={"LC_ALL": "C"}, check=False)
+    by_grep = {int(line.split(b":", 1)[0]) - 1 for line in result.stdout.split(b"\n") if line}
+    by_python = {i for i, line in enumerate(lines)
+                 if message_id_in(line.encode()) is not None or "<!--beginarticle-->" in line.lower()}
+    assert by_grep == by_python
+
+
 # --- walk ---------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -277,3 +301,58 @@ def test_walk_agrees_with_generated_archives(generated):
             article = read_article(page)
             assert (article.subject, article.has_body) == (message.subject, True), message.article_url
     assert frequencies == {YEARLY, MONTHLY, QUARTERLY, WEEKLY, DAILY}
+
+
+def test_walk_follows_no_symbolic_link_and_reports_each(tmp_path):
+    """A volume or article that is a symbolic link may point at another list's pages or any file:
+    neither the walk nor the legacy host's listing follows it, and the walk says what it left."""
+    from migrate.archives.redirect_steps import parse_pipermail_listing, pipermail_listing_argv
+    from migrate.core.transport import LocalTransport
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "2019-February").mkdir(parents=True)
+    (elsewhere / "2019-February" / "000001.html").write_bytes(article_page(b"<stolen@x>"))
+    (elsewhere / "secret.html").write_bytes(article_page(b"<secret@x>"))
+    (tmp_path / "lists" / "team").mkdir(parents=True)
+    root = tmp_path / "archives" / "private" / "team"
+    (root / "2019-January").mkdir(parents=True)
+    (root / "2019-January" / "000000.html").write_bytes(article_page(b"<own@x>"))
+    (root / "2019-January" / "000002.html").symlink_to(elsewhere / "secret.html")
+    (root / "2019-February").symlink_to(elsewhere / "2019-February")
+    (root / "2019-March").symlink_to(root / "2019-January")
+
+    skipped: list[str] = []
+    refs = list(walk_archive(root, skipped=skipped))
+    assert [(r.relative_url, r.message_id) for r in refs] == [("2019-January/000000.html", "<own@x>")]
+    assert len(skipped) == 3
+    for name, target in (("2019-January/000002.html", elsewhere / "secret.html"),
+                         ("2019-February", elsewhere / "2019-February"), ("2019-March", root / "2019-January")):
+        assert any(name in line and str(target) in line for line in skipped), skipped
+
+    listing = LocalTransport().run(pipermail_listing_argv(str(tmp_path), ["team"])).check().stdout
+    remote = parse_pipermail_listing(listing)["team"].articles
+    assert [(r.relative_url, r.message_id) for r in remote] == [("2019-January/000000.html", "<own@x>")]
+
+
+@pytest.mark.parametrize("name", ["\u0662\u0660\u0661\u0669", "\uff12\uff10\uff11\uff19-February",
+                                  "\u06620\u06619q1", "Week-of-Mon-2016020\u0668", "2016021\u0661"])
+def test_volume_names_take_ascii_digits_only(name):
+    # int() reads Arabic-Indic and fullwidth digits, so `\d` would turn these into real volumes.
+    with pytest.raises(ValueError):
+        parse_volume_name(name)
+
+
+def test_walk_and_listing_skip_pages_and_volumes_numbered_in_other_digits(tmp_path):
+    from migrate.archives.redirect_steps import parse_pipermail_listing, pipermail_listing_argv
+    from migrate.core.transport import LocalTransport
+
+    (tmp_path / "lists" / "team").mkdir(parents=True)
+    root = tmp_path / "archives" / "private" / "team"
+    pages = {"2019/000000.html": b"<a@x>", "2019/\u0660\u0660\u0660\u0660\u0660\u0661.html": b"<b@x>",
+             "\u0662\u0660\u0661\u0669/000002.html": b"<c@x>"}
+    for relative, message_id in pages.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(article_page(message_id))
+    assert [r.relative_url for r in walk_archive(root)] == ["2019/000000.html"]
+    listing = LocalTransport().run(pipermail_listing_argv(str(tmp_path), ["team"])).check().stdout
+    assert [r.relative_url for r in parse_pipermail_listing(listing)["team"].articles] == ["2019/000000.html"]

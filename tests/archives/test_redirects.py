@@ -488,3 +488,72 @@ def test_apache_accepts_and_serves_the_map(dbm):
         assert check.returncode == 0, check.stderr
         with serving([APACHE, "-f", str(wrapper), "-DFOREGROUND"], port, root / "apache.out"):
             check_redirects(port)
+
+
+# --- the legacy host's listing reads each page as the local reader does ----------------------------
+
+def remote_listing(var_dir: Path, names: tuple[str, ...] = ()) -> dict:
+    """The listing command the redirect step runs on the legacy host, run here on a local tree."""
+    from migrate.archives.redirect_steps import parse_pipermail_listing, pipermail_listing_argv
+    from migrate.core.transport import LocalTransport
+
+    result = LocalTransport().run(pipermail_listing_argv(str(var_dir), list(names))).check()
+    return parse_pipermail_listing(result.stdout)
+
+
+def test_the_listing_and_the_local_reader_agree_on_every_generated_page(tmp_path):
+    from migrate.lab.mailman2_archives import MIN_MESSAGES, generate_archives
+    from migrate.lab.mailman2_seed import generate_tree
+
+    generate_tree(tmp_path, members=3)
+    facts = generate_archives(tmp_path, messages=MIN_MESSAGES)
+    legacy = remote_listing(tmp_path)
+    compared = 0
+    for name, fact in facts.items():
+        if not (tmp_path / fact.html_dir).is_dir():
+            continue
+        local = {ref.relative_url: ref.message_id for ref in walk_archive(tmp_path / fact.html_dir)}
+        remote = {ref.relative_url: ref.message_id for ref in legacy[name].articles}
+        assert remote == local, name
+        compared += len(local)
+    assert compared > 100
+
+
+def hostile_pages() -> dict[int, tuple[bytes, str | None]]:
+    """Article pages (number → page, its own Message-ID) where a poster's text imitates the link.
+
+    Pipermail escapes `&`, `<`, `>` and `"` in a subject (CGIescape) and links only `scheme://`
+    URLs in a body, so this is what a poster can put on a page.
+    """
+    from .test_pipermail import article_page
+
+    return {
+        0: (article_page(b"<own0@example.org>", subject="Re: In-Reply-To=%3Cvictim%40example.org%3E"),
+            "<own0@example.org>"),
+        1: (article_page(b"<own1@example.org>", subject="mailto:x?In-Reply-To=%3Cvictim%40example.org%3E"),
+            "<own1@example.org>"),
+        2: (article_page(b"<own2@example.org>", subject="x href='mailto:x?In-Reply-To=%3Cvictim%40example.org%3E'"),
+            "<own2@example.org>"),
+        # A page from before 2.1.10 carries no id of its own; a link in its body is the poster's.
+        3: (article_page(None, body='<A HREF="mailto://x?In-Reply-To=%3Cvictim%40example.org%3E">mailto://x</A>'),
+            None),
+        4: (article_page(b"<victim@example.org>"), "<victim@example.org>"),
+    }
+
+
+def test_a_subject_or_body_imitating_the_link_does_not_give_a_page_another_messages_id(tmp_path):
+    from migrate.archives.pipermail import read_article
+
+    pages = hostile_pages()
+    (tmp_path / "lists" / "team").mkdir(parents=True)
+    volume = tmp_path / "archives" / "private" / "team" / "2019-January"
+    volume.mkdir(parents=True)
+    for number, (page, _) in pages.items():
+        (volume / f"{number:06d}.html").write_bytes(page)
+    expected = {number: own for number, (_, own) in pages.items()}
+
+    for names in ((), ("team",)):
+        remote = {a.number: a.message_id for a in remote_listing(tmp_path, names)["team"].articles}
+        assert remote == expected
+    assert {a.number: a.message_id for a in walk_archive(volume.parent)} == expected
+    assert {number: read_article(page).message_id for number, (page, _) in pages.items()} == expected

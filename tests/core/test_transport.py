@@ -60,6 +60,13 @@ def test_bad_commands_are_refused():
     assert build_command(["id"], sudo=True) == "sudo -n -- id"
 
 
+@pytest.mark.parametrize("name", ["NAME\n", "NAME\nOTHER", "N\u0663", "\u212aEY"])
+def test_an_environment_name_is_matched_whole_and_in_ascii(name):
+    # `$` in a pattern accepts a trailing newline; `[A-Za-z0-9]` stays ASCII only when matched whole.
+    with pytest.raises(ValueError):
+        build_command(["env"], env={name: "x"})
+
+
 @pytest.mark.lab
 def test_nasty_values_survive_a_real_ssh_round_trip(lab_hosts, lab_inventory):
     with Connections(lab_inventory) as connections:

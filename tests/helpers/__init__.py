@@ -99,3 +99,18 @@ def write_playbook(tmp_path: Path, steps: list[dict], name: str = "playbook.yaml
     path = tmp_path / name
     path.write_text(yaml.safe_dump({"name": "test", "steps": steps}, sort_keys=False))
     return path
+
+
+def local_legacy_inventory(path: Path, var_dir: Path) -> Path:
+    """An inventory whose Mailman 2 host is the controller itself (the host named `local`) with
+    `var_dir`, and whose Mailman 3 answers nobody: reads of the legacy tree need no lab."""
+    path.write_text(yaml.safe_dump({
+        "name": "local-legacy",
+        "hosts": {
+            "local": {"address": "127.0.0.1", "roles": ["mailman2"], "vars": {"mailman2_var_dir": str(var_dir)}},
+            "lists-01": {"address": "127.0.0.1", "roles": ["mailman3"],
+                         "vars": {"mailman3_rest_url": "http://127.0.0.1:9/3.1", "mailman3_rest_user": "x",
+                                  "mailman3_rest_password": {"env": "MIGRATE_TEST_UNSET_PASSWORD"}}},
+        },
+    }))
+    return path
