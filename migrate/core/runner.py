@@ -9,6 +9,10 @@ Exit codes (also in the README):
     11 a step failed and its changes were rolled back (earlier steps stay applied)
     12 a rollback failed: the host state needs a human
     13 the inventory is locked by another run
+
+A step may keep what it reads on its instance. Whenever the runner plans after something changed
+(a resumed step, after its rollback) or verifies a step it continued, it builds a new instance from
+the journal's ref and parameters, so that no plan or verdict rests on reads made before a change.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Callable
 from . import ops as oplib
 from .errors import LockHeld, MigrateError, PreflightError
 from .executor import Executor, RunLog
-from .journal import RunState, StateDir, StepRecord, operator as _operator
+from .journal import OpRecord, RunState, StateDir, StepRecord, operator as _operator
 from .report import Reporter, confirm as ask
 from .secrets import redact
 from .step import Step, StepContext, Verification, resolve_step
@@ -53,6 +57,10 @@ class _StepFailed(Exception):
     def __init__(self, code: ExitCode, status: str, message: str):
         super().__init__(message)
         self.code, self.status = code, status
+
+
+# How resume names the state an earlier process left a step in (its journal status).
+_LEFT_AS = {"running": "interrupted", "verify_failed": "failed its verification"}
 
 
 class Runner:
@@ -157,13 +165,24 @@ class Runner:
         journal.append("step_start", step=index)
         journal.append("step_planned", step=index, ops=[op.to_dict(journal.blobs) for op in ops])
         self.reporter.heading(f"step {index + 1}: {step.describe()}")
-        started: list[tuple[int, oplib.Operation, object]] = []
+        self._perform(index, step, [(j, op, None) for j, op in enumerate(ops)], [], ctx, journal)
+        self._verify_step(index, step, ctx, journal)
+
+    def _perform(self, index: int, step: Step, todo: list[tuple[int, oplib.Operation, OpRecord | None]],
+                 started: list, ctx: StepContext, journal) -> None:
+        """Apply `todo` ((index in the plan, operation, its record if an earlier process started it)),
+        each pre-state journaled first. `started` holds the step's operations applied so far (by an
+        earlier process too); if any operation fails they are all undone and the step fails."""
         with self.reporter.progress() as progress:
-            task = progress.add_task(step.describe(), total=len(ops))
-            for j, op in enumerate(ops):
-                pre = op.capture(ctx.executor)
-                journal.append("op_start", step=index, op=j, pre_state=oplib.encode_state(pre, journal.blobs))
-                started.append((j, op, pre))
+            task = progress.add_task(step.describe(), total=len(todo))
+            for j, op, earlier in todo:
+                if earlier is not None:
+                    # Performed again: what it found before it first started is still the pre-state.
+                    journal.append("op_start", step=index, op=j, pre_state=earlier.pre_state)
+                else:
+                    pre = op.capture(ctx.executor)
+                    journal.append("op_start", step=index, op=j, pre_state=oplib.encode_state(pre, journal.blobs))
+                    started.append((j, op, pre))
                 try:
                     result = ctx.executor.execute(op)
                 except Exception as exc:  # any failure of an operation rolls the step back
@@ -176,7 +195,6 @@ class Runner:
                                       f"step {step.describe()} failed and was rolled back: {message}") from None
                 journal.append("op_end", step=index, op=j, ok=True, **_output(result))
                 progress.advance(task)
-        self._verify_step(index, step, ctx, journal)
 
     def _verify_step(self, index: int, step: Step, ctx: StepContext, journal) -> None:
         verification = step.verify(ctx)
@@ -239,9 +257,10 @@ class Runner:
 
     # -- resume ------------------------------------------------------------------------------
     def resume(self, run_id: str) -> Outcome:
-        """Continue a run after its last completed step. An interrupted step is verified first:
-        if it verifies, it is marked done; otherwise its started operations are rolled back and
-        the step is planned and applied again."""
+        """Continue a run after its last completed step. A step an earlier process left applied in
+        part is verified first: if it verifies, the operations it had not started yet are applied
+        and it is verified again; otherwise its started operations are rolled back and a new
+        instance of the step is planned and applied."""
         state = self._load_for_change(run_id)
         if state.status == "done":
             return Outcome(state.run_id, "done", ExitCode.OK, f"run {state.run_id} already completed")
@@ -258,19 +277,11 @@ class Runner:
             if rec.status == "done":
                 self.reporter.ok(f"step {rec.index + 1}: {step.describe()}: already done")
                 continue
-            if rec.applied_ops:
-                verification = step.verify(ctx)
-                journal.append("step_verified", step=rec.index, ok=verification.ok,
-                               checks=[c.to_dict() for c in verification.checks])
-                if verification.ok:
-                    journal.append("step_end", step=rec.index, status="done")
-                    self.reporter.ok(f"step {rec.index + 1}: {step.describe()}: interrupted, but verifies: done")
-                    continue
-                self.reporter.warn(f"step {rec.index + 1}: {step.describe()}: interrupted and incomplete: "
-                                   "rolling back its started operations, then applying it again")
-                self._rollback_recorded(rec, step, ctx, journal)
-                journal.append("step_replan", step=rec.index)
             try:
+                if rec.applied_ops:
+                    if self._settle(rec, step, ctx, journal):
+                        continue
+                    step = self._fresh(rec)  # what the verified instance read predates the rollback
                 step.preflight(ctx)
                 ops = step.plan(ctx)
                 self.reporter.plan(step.describe(), ops, [None] * len(ops), False)
@@ -285,6 +296,40 @@ class Runner:
                     raise
                 problems.append((exc.code, str(exc)))
         return self._finish(journal, problems, "done", f"run {state.run_id} resumed and completed")
+
+    def _settle(self, rec: StepRecord, step: Step, ctx, journal) -> bool:
+        """A step an earlier process applied in part: True once it is done (it verifies, and the
+        operations it had not started are applied); False once rolled back, to be planned again."""
+        label = f"step {rec.index + 1}: {step.describe()}: {_LEFT_AS.get(rec.status, rec.status)}"
+        verification = step.verify(ctx)
+        journal.append("step_verified", step=rec.index, ok=verification.ok,
+                       checks=[c.to_dict() for c in verification.checks])
+        # Operations that failed or were undone leave a step that only a new plan can complete.
+        intact = not any(o.rolled_back or o.ok is False for o in rec.ops if o.started)
+        if verification.ok and intact:
+            # What it had not started, and what was cut short and is harmless to perform again.
+            todo = []
+            for o in rec.ops:
+                op = oplib.from_dict(o.op, journal.blobs)
+                if not o.started:
+                    todo.append((o.index, op, None))
+                elif not o.ended and op.repeatable:
+                    todo.append((o.index, op, o))
+            if not todo:
+                journal.append("step_end", step=rec.index, status="done")
+                self.reporter.ok(f"{label}, but verifies now: done")
+                return True
+            self.reporter.ok(f"{label}, but verifies now: applying the {len(todo)} operation(s) it had not "
+                             "completed")
+            self._perform(rec.index, step, todo, self._recorded(rec, journal), ctx, journal)
+            self._verify_step(rec.index, self._fresh(rec), ctx, journal)
+            return True
+        self.reporter.verification(verification)
+        self.reporter.warn(f"{label} and is incomplete: rolling back its started operations, then "
+                           "planning it again from fresh reads")
+        self._rollback_recorded(rec, step, ctx, journal)
+        journal.append("step_replan", step=rec.index)
+        return False
 
     # -- rollback ----------------------------------------------------------------------------
     def rollback(self, run_id: str) -> Outcome:
@@ -326,10 +371,18 @@ class Runner:
             return self._end(journal, exc.status, exc.code, str(exc))
         return self._end(journal, "rolled_back", ExitCode.OK, f"run {state.run_id} rolled back")
 
+    def _recorded(self, rec: StepRecord, journal) -> list:
+        """The step's applied operations from the journal: (index, operation, pre-state) each."""
+        return [(o.index, oplib.from_dict(o.op, journal.blobs), oplib.decode_state(o.pre_state, journal.blobs))
+                for o in rec.applied_ops]
+
     def _rollback_recorded(self, rec: StepRecord, step: Step, ctx, journal) -> None:
-        started = [(o.index, oplib.from_dict(o.op, journal.blobs), oplib.decode_state(o.pre_state, journal.blobs))
-                   for o in rec.applied_ops]
-        self._rollback_ops(rec.index, step, started, ctx, journal)
+        self._rollback_ops(rec.index, step, self._recorded(rec, journal), ctx, journal)
+
+    @staticmethod
+    def _fresh(rec: StepRecord) -> Step:
+        """A new instance of a journaled step: nothing it read before is kept."""
+        return resolve_step(rec.ref)(rec.params)
 
     # -- shared ------------------------------------------------------------------------------
     def _load_for_change(self, run_id: str) -> RunState:
@@ -363,7 +416,7 @@ class Runner:
         executor = Executor(connections, dry_run=self.dry_run, log=log)
         ctx = StepContext(self.inventory, executor)
         try:
-            steps = [resolve_step(rec.ref)(rec.params) for rec in state.steps]
+            steps = [self._fresh(rec) for rec in state.steps]
             return body(ctx, journal, steps)
         except _StepFailed as exc:
             return self._end(journal, exc.status, exc.code, str(exc))
