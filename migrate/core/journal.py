@@ -146,7 +146,7 @@ class RunState:
     path: Path
     header: dict
     steps: list[StepRecord]
-    status: str = "running"  # running (or interrupted), done, failed, verify_failed, rolled_back, ...
+    status: str = "running"  # running (or killed), interrupted, done, verify_failed, rolling_back, rolled_back, ...
     ended_at: str = ""
     exit_code: int | None = None
     events: int = 0
@@ -210,6 +210,9 @@ def load_run(run_dir: Path) -> RunState:
             step.ops, step.planned, step.status = [], False, "pending"
         elif kind == "run_resumed":
             state.status, state.ended_at, state.exit_code = "running", "", None
+        elif kind == "rollback_start":
+            # Until its run_end, a rollback is under way: a kill leaves it for a rollback to finish.
+            state.status, state.ended_at, state.exit_code = "rolling_back", "", None
         elif kind == "run_end":
             state.status, state.ended_at, state.exit_code = ev["status"], ev["at"], ev.get("exit_code")
     return state

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from migrate.core.ops import RemoveFile, RunCommand, WriteFile, register
+from migrate.core.ops import Operation, RemoveFile, RunCommand, WriteFile, register
 from migrate.core.step import Step, StepContext, Verification
 from migrate.core.transport import LOCAL
 from migrate.demo.steps import MaintenanceNotice, NoticeParams
@@ -200,4 +200,173 @@ class VerifiesOnceMarked(Step):
     def verify(self, ctx: StepContext) -> Verification:
         result = Verification("verifies-once-marked")
         result.add("marker", True, ctx.read_file(LOCAL, str(Path(self.params.folder) / "marker")) is not None)
+        return result
+
+
+class RaisesParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    folder: str
+    name: str
+    where: Literal["nowhere", "preflight", "plan", "capture", "verify"] = "nowhere"
+    error: Literal["RecursionError", "ValueError"] = "ValueError"
+    message: str = "bad input"
+    armed_by: str = Field("", description="raise only while this file exists (empty: always)")
+
+
+def _walk(value) -> int:
+    """Counts nodes the naive way: a self-referencing list makes it recurse without end."""
+    return 1 + sum(_walk(v) for v in value) if isinstance(value, list) else 1
+
+
+class RaisesIn(Step):
+    """Writes `<folder>/<name>`, and raises an exception that is no MigrateError where told: in a
+    preflight check, in plan, in the capture of its second operation while applying (after the
+    first has changed something), or in verify; only while `armed_by` exists, if given. A
+    RecursionError comes from a real recursion over a self-referencing list, as hostile input
+    causes it."""
+
+    Params = RaisesParams
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        return f"raises in {self.params.where}: {self.params.name}"
+
+    def _raise_if(self, ctx: StepContext, where: str) -> None:
+        if self.params.where != where:
+            return
+        if self.params.armed_by and ctx.read_file(LOCAL, self.params.armed_by) is None:
+            return
+        if self.params.error == "RecursionError":
+            loop: list = []
+            loop.append(loop)
+            _walk(loop)
+        raise ValueError(f"{self.params.message} in {where}")
+
+    def fail_for_hostile_input(self, ctx: StepContext) -> None:
+        self._raise_if(ctx, "preflight")
+
+    def plan(self, ctx: StepContext) -> list:
+        self._raise_if(ctx, "plan")
+        target = str(Path(self.params.folder) / self.params.name)
+        if self.params.where == "capture":
+            return [WriteFile(LOCAL, target, PART), StateUnreadableOnceWritten(LOCAL, target)]
+        return [WriteFile(LOCAL, target, PART)]
+
+    def verify(self, ctx: StepContext) -> Verification:
+        self._raise_if(ctx, "verify")
+        result = Verification("raises-in")
+        result.add("written", PART, ctx.read_file(LOCAL, str(Path(self.params.folder) / self.params.name)))
+        return result
+
+
+@register
+@dataclass
+class StateUnreadableOnceWritten(Operation):
+    """Changes nothing; its capture raises ValueError once `path` exists (so the plan's reads pass,
+    and the capture before applying it, after the write, fails)."""
+
+    path: str = ""
+
+    def describe(self) -> str:
+        return f"look at {self.path}"
+
+    def capture(self, reader):
+        if reader.read_file(self.host, self.path) is not None:
+            raise ValueError(f"cannot make sense of {self.path}")
+        return None
+
+    def perform(self, effects) -> None:
+        return None
+
+
+@register
+@dataclass
+class InterruptedOnce(Operation):
+    """Stands for Ctrl-C in the middle of an operation: if `trigger` exists, it removes it and
+    raises KeyboardInterrupt; otherwise it does nothing."""
+
+    trigger: str = ""
+
+    def describe(self) -> str:
+        return f"an operation interrupted while {self.trigger} exists"
+
+    def perform(self, effects) -> None:
+        if effects.read_file(self.host, self.trigger) is not None:
+            effects.remove_file(self.host, self.trigger)
+            raise KeyboardInterrupt
+
+
+class InterruptedParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    folder: str
+
+
+class WritesThenInterrupted(Step):
+    """Writes `<folder>/written`, then runs `InterruptedOnce` on `<folder>/trigger`."""
+
+    Params = InterruptedParams
+    title = "write, then be interrupted"
+
+    def plan(self, ctx: StepContext) -> list:
+        folder = Path(self.params.folder)
+        return [WriteFile(LOCAL, str(folder / "written"), PART), InterruptedOnce(LOCAL, str(folder / "trigger"))]
+
+    def verify(self, ctx: StepContext) -> Verification:
+        result = Verification("writes-then-interrupted")
+        result.add("written", PART, ctx.read_file(LOCAL, str(Path(self.params.folder) / "written")))
+        result.add("trigger used", None, ctx.read_file(LOCAL, str(Path(self.params.folder) / "trigger")))
+        return result
+
+
+class UndoFailsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    folder: str
+
+
+class UndoFails(Step):
+    """Writes a copy, holds something whose undo fails, then fails: its rollback fails half-way,
+    leaving the copy and the held thing applied (exit 12)."""
+
+    Params = UndoFailsParams
+    title = "copy, hold, fail"
+
+    def plan(self, ctx: StepContext) -> list:
+        return [WriteFile(LOCAL, str(Path(self.params.folder) / "copy"), PART, 0o600),
+                RunCommand(LOCAL, ["true"], "hold the copy", undo_argv=["false"], undo_description="release it"),
+                RunCommand(LOCAL, ["false"], "a command that fails", undo_argv=["true"])]
+
+    def verify(self, ctx: StepContext) -> Verification:
+        return Verification("undo-fails")
+
+
+@register
+@dataclass
+class UndoneByAnInterruption(Operation):
+    """Changes nothing; its undo is `InterruptedOnce` on `trigger` (Ctrl-C during a rollback)."""
+
+    trigger: str = ""
+
+    def describe(self) -> str:
+        return f"something whose undo is interrupted while {self.trigger} exists"
+
+    def perform(self, effects) -> None:
+        return None
+
+    def inverse(self, pre_state):
+        return InterruptedOnce(self.host, self.trigger)
+
+
+class WritesThenUndoInterrupted(Step):
+    """Writes `<folder>/written`, then `UndoneByAnInterruption` on `<folder>/trigger`."""
+
+    Params = InterruptedParams
+    title = "write, then be interrupted when undone"
+
+    def plan(self, ctx: StepContext) -> list:
+        folder = Path(self.params.folder)
+        return [WriteFile(LOCAL, str(folder / "written"), PART), UndoneByAnInterruption(LOCAL, str(folder / "trigger"))]
+
+    def verify(self, ctx: StepContext) -> Verification:
+        result = Verification("writes-then-undo-interrupted")
+        result.add("written", PART, ctx.read_file(LOCAL, str(Path(self.params.folder) / "written")))
         return result
