@@ -493,21 +493,21 @@ class Runner:
             return Outcome(state.run_id, state.status, ExitCode.REFUSED, "not confirmed: nothing changed")
         journal.append("rollback_start", operator=_operator(), reason=self.reason)
         self._doing = "rolling back the run"
-        done: list[StepRecord] = []
+        undone: set[int] = set()
         current = None
         try:
             for rec, step in reversed(todo):
-                current = rec
+                current = rec.index
                 self._doing = f"rolling back the run (step {rec.index + 1}: {step.describe()})"
                 self.reporter.heading(f"rolling back step {rec.index + 1}: {step.describe()}")
                 self._rollback_recorded(rec, step, ctx, journal, log)
                 journal.append("step_end", step=rec.index, status="rolled_back")
                 self.reporter.ok(f"{step.describe()}: rolled back and checked against the pre-state")
-                done.append(rec)
+                undone.add(rec.index)
         except _StepFailed as exc:
             return self._rollback_failed(journal, exc, [
                 f"step {rec.index + 1} ({step.describe()})" for rec, step in reversed(todo)
-                if rec not in done and rec is not current], not_run_as="not rolled back")
+                if rec.index not in undone and rec.index != current], not_run_as="not rolled back")
         return self._end(journal, "rolled_back", ExitCode.OK, f"run {state.run_id} rolled back")
 
     def _recorded(self, rec: StepRecord, journal) -> list:

@@ -164,6 +164,22 @@ def test_a_failed_rollback_names_what_stays_applied_where_what_did_not_run_and_h
     assert end["not_run"] == ["step 2 (write parts)"]
 
 
+def test_a_failed_rollback_of_a_run_names_the_steps_it_did_not_roll_back(inventory, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    applied = runner(inventory, tmp_path)[0].run([WritesParts({"folder": str(folder), "parts": ["first"]}),
+                                                  UndoFails({"folder": str(folder), "then_fail": False})])
+    assert applied.exit_code == ExitCode.OK, applied.message
+
+    outcome = runner(inventory, tmp_path)[0].rollback(applied.run_id)
+
+    assert outcome.exit_code == ExitCode.ROLLBACK_FAILED
+    assert "not rolled back: step 1 (write parts)" in outcome.message
+    assert f"write {folder / 'copy'} (5 bytes, mode 0600) on local" in outcome.message
+    assert journal(tmp_path, applied.run_id)[-1]["not_rolled_back"] == ["step 1 (write parts)"]
+    assert (folder / "first").exists() and (folder / "copy").exists()
+
+
 def test_a_rollback_cut_short_is_finished_by_a_rollback_never_taken_for_done(inventory, tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()

@@ -321,19 +321,22 @@ class WritesThenInterrupted(Step):
 class UndoFailsParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     folder: str
+    then_fail: bool = True
 
 
 class UndoFails(Step):
-    """Writes a copy, holds something whose undo fails, then fails: its rollback fails half-way,
-    leaving the copy and the held thing applied (exit 12)."""
+    """Writes a copy, holds something whose undo fails, then (unless told not to) fails: its
+    rollback fails half-way, leaving the copy and the held thing applied (exit 12)."""
 
     Params = UndoFailsParams
     title = "copy, hold, fail"
 
     def plan(self, ctx: StepContext) -> list:
-        return [WriteFile(LOCAL, str(Path(self.params.folder) / "copy"), PART, 0o600),
-                RunCommand(LOCAL, ["true"], "hold the copy", undo_argv=["false"], undo_description="release it"),
-                RunCommand(LOCAL, ["false"], "a command that fails", undo_argv=["true"])]
+        ops = [WriteFile(LOCAL, str(Path(self.params.folder) / "copy"), PART, 0o600),
+               RunCommand(LOCAL, ["true"], "hold the copy", undo_argv=["false"], undo_description="release it")]
+        if self.params.then_fail:
+            ops.append(RunCommand(LOCAL, ["false"], "a command that fails", undo_argv=["true"]))
+        return ops
 
     def verify(self, ctx: StepContext) -> Verification:
         return Verification("undo-fails")
