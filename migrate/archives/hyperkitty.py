@@ -29,17 +29,25 @@ hyperkitty/management/commands/hyperkitty_import.py and checked on the lab):
 - On SQLite, two imports at once fail with "database is locked" and the importer skips the
   messages that hit the lock; `HyperKittyState.single_writer` lets callers import one list at a
   time there. PostgreSQL (production's and the lab's) takes concurrent imports.
+- A controller that dies (SIGKILL, a dropped connection) does not stop what it started there:
+  without a terminal, sshd only closes the command's pipes, and the importer writes its progress
+  into a buffer, so it carries on, up to the end of a small list. The programs that change
+  HyperKitty (imports, index updates, deletions) therefore hold the import folder's lock
+  (`flock --shared`) while they run, and what reads or undoes their work after an interruption
+  first waits for that lock (`wait_for_imports`): else a resumed run would verify, or delete,
+  messages that are still arriving.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from ..core import names
 from ..core.errors import CommandError, MigrateError
@@ -154,6 +162,31 @@ answer({"indexed": indexed})
 
 class HyperKittyError(MigrateError):
     """mailman-web failed or answered something unexpected; the message names host and list."""
+
+
+# How long a resumed run or a rollback waits for imports an interrupted process left running.
+IMPORT_WAIT_SECONDS = 6 * 3600
+
+# Waits for the lock of folder $1 (at most $2 seconds); changes nothing, not even a missing
+# folder, which flock would create as a file.
+_WAIT_FOR_IMPORTS = 'test -d "$1" || exit 0; exec flock --exclusive --wait "$2" "$1" true'
+
+
+def holding_import_lock(folder: str, argv: list[str]) -> list[str]:
+    """`argv` run while holding the import folder's lock, shared with the other imports."""
+    return ["flock", "--shared", folder, *argv] if folder else list(argv)
+
+
+def wait_for_imports(run: Callable[[list[str]], Result], host: str, folder: str) -> None:
+    """Return once no import or index update holds the import folder's lock: one an interrupted
+    process started may still be running (see the module docstring)."""
+    if not folder:
+        return
+    result = run(["sh", "-c", _WAIT_FOR_IMPORTS, "sh", folder, str(IMPORT_WAIT_SECONDS)])
+    if not result.ok:
+        raise HyperKittyError(f"{host}: an import or index update started by an interrupted run still holds "
+                              f"{folder} after {IMPORT_WAIT_SECONDS // 3600} h: find it with `fuser -v {folder}`, "
+                              "let it end or stop it, then resume or roll back again")
 
 
 def mailman_web_command(host) -> list[str]:
@@ -326,9 +359,16 @@ class ImportArchives(_HyperKittyOperation):
     def addresses(self) -> list[str]:
         return [entry["fqdn"] for entry in self.lists]
 
+    @property
+    def import_lock(self) -> str:
+        """The folder of the import copies, whose lock the imports hold."""
+        folders = {posixpath.dirname(entry["path"]) for entry in self.lists}
+        return folders.pop() if len(folders) == 1 else ""
+
     def argv(self, entry: dict) -> list[str]:
-        return [*self.command, "hyperkitty_import", "-l", names.list_address(entry["fqdn"]), "--since", self.since,
-                "--ignore-mtime", entry["path"]]
+        return holding_import_lock(self.import_lock, [
+            *self.command, "hyperkitty_import", "-l", names.list_address(entry["fqdn"]), "--since", self.since,
+            "--ignore-mtime", entry["path"]])
 
     def state_key(self) -> tuple:
         return ("hyperkitty_messages", self.host, tuple(sorted(self.addresses)))
@@ -364,7 +404,7 @@ class ImportArchives(_HyperKittyOperation):
 
     def perform(self, effects) -> Result:
         run = self._run_effects(effects)
-        held, protected = _call(run, self.host, self.command, _PROTECT,
+        held, protected = _call(run, self.host, holding_import_lock(self.import_lock, self.command), _PROTECT,
                                 {"lists": {e["fqdn"]: e["archive_policy"] for e in self.lists}},
                                 "holding the lists in HyperKitty with their archive policy")
         if not protected.ok:
@@ -424,7 +464,7 @@ class ImportArchives(_HyperKittyOperation):
                  for address, ids in wanted.items()}
         created = sorted(a for a in self.addresses if held.get(a) is None)
         return RemoveImportedMessages(self.host, list(self.command),
-                                      json.dumps(added, sort_keys=True).encode(), created)
+                                      json.dumps(added, sort_keys=True).encode(), created, self.import_lock)
 
 
 def _problems(stderr: str) -> list[str]:
@@ -441,6 +481,7 @@ class RemoveImportedMessages(_HyperKittyOperation):
 
     message_ids: bytes = b"{}"
     forget: list[str] = field(default_factory=list)
+    import_lock: str = ""  # the folder whose lock the import held: wait for it before deleting
 
     def describe(self) -> str:
         ids = json.loads(self.message_ids)
@@ -449,8 +490,10 @@ class RemoveImportedMessages(_HyperKittyOperation):
         return text + (f"; then the lists it created: {', '.join(self.forget)}" if self.forget else "")
 
     def perform(self, effects) -> Result:
+        wait_for_imports(lambda argv: effects.run(self.host, argv), self.host, self.import_lock)
         ids = {address: [stored_id(i) for i in values] for address, values in json.loads(self.message_ids).items()}
-        data, result = _call(self._run_effects(effects), self.host, self.command, _DELETE,
+        command = holding_import_lock(self.import_lock, self.command)
+        data, result = _call(self._run_effects(effects), self.host, command, _DELETE,
                              {"lists": ids, "forget": self.forget}, "deleting imported messages")
         if data.get("kept"):
             raise HyperKittyError(f"{self.host}: kept list(s) holding messages no import of this run added: "
@@ -467,13 +510,16 @@ class UpdateSearchIndex(_HyperKittyOperation):
     """
 
     fqdn_listname: str = ""
+    import_lock: str = ""  # the import folder, whose lock it holds while it runs
+    repeatable: ClassVar[bool] = True
 
     def describe(self) -> str:
         return f"mailman-web update_index_one_list {self.fqdn_listname}"
 
     def perform(self, effects) -> Result:
-        return effects.run(self.host, [*self.command, "update_index_one_list",
-                                       names.list_address(self.fqdn_listname)]).check()
+        return effects.run(self.host, holding_import_lock(
+            self.import_lock, [*self.command, "update_index_one_list",
+                               names.list_address(self.fqdn_listname)])).check()
 
 
 @register
@@ -485,6 +531,8 @@ class IndexMessages(_HyperKittyOperation):
     """
 
     message_ids: bytes = b"{}"
+    import_lock: str = ""  # the import folder, whose lock it holds while it runs
+    repeatable: ClassVar[bool] = True
 
     def describe(self) -> str:
         ids = json.loads(self.message_ids)
@@ -493,8 +541,8 @@ class IndexMessages(_HyperKittyOperation):
 
     def perform(self, effects) -> Result:
         ids = {address: [stored_id(i) for i in values] for address, values in json.loads(self.message_ids).items()}
-        _, result = _call(self._run_effects(effects), self.host, self.command, _INDEX, {"lists": ids},
-                          "indexing the imported messages")
+        _, result = _call(self._run_effects(effects), self.host, holding_import_lock(self.import_lock, self.command),
+                          _INDEX, {"lists": ids}, "indexing the imported messages")
         return result.check()
 
 
@@ -504,6 +552,7 @@ class DiscardImportCopy(Operation):
     """Remove the mbox copy an import read. Not restored on rollback: it was only a copy."""
 
     path: str = ""
+    repeatable: ClassVar[bool] = True
 
     def state_key(self) -> tuple:
         return ("file", self.host, self.path)

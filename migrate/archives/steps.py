@@ -47,7 +47,7 @@ from ..mailman.steps import checked_name, legacy_host, list_address, lists_host,
 from . import mbox
 from .hyperkitty import (
     SINCE, ArchivedList, DiscardImportCopy, HyperKittyState, ImportArchives, IndexMessages, UpdateSearchIndex,
-    mailman_web_command, read_state, reader_runner,
+    mailman_web_command, read_state, reader_runner, wait_for_imports,
 )
 
 PREPARED_SUFFIX = ".prepared"
@@ -331,7 +331,6 @@ def _watermark_entries(op: dict) -> list[dict]:
     return []
 
 
-
 @register
 @dataclass
 class RecordWatermark(Operation):
@@ -435,6 +434,7 @@ class ImportArchive(Step):
     def hyperkitty(self, ctx: StepContext, *, refresh: bool = False) -> HyperKittyState:
         if self._state is None or refresh:
             host = lists_host(ctx.inventory)
+            wait_for_imports(lambda argv: ctx.read(host.name, argv), host.name, import_folder(ctx.inventory))
             addresses = [a.fqdn(ctx) for a in self.archives]
             self._state = read_state(reader_runner(ctx.executor, host.name), host.name,
                                      mailman_web_command(host), addresses, ids=True)
@@ -632,9 +632,9 @@ class ImportArchive(Step):
         ops.append(ImportArchives(host.name, list(command), entries, ids, SINCE,
                                   min(self.params.parallel, len(to_import))))
         if self.params.mode == "prestage":
-            ops += [UpdateSearchIndex(host.name, list(command), p.fqdn) for p in to_import]
+            ops += [UpdateSearchIndex(host.name, command, p.fqdn, import_folder(ctx.inventory)) for p in to_import]
         else:
-            ops.append(IndexMessages(host.name, list(command), ids))
+            ops.append(IndexMessages(host.name, list(command), ids, import_folder(ctx.inventory)))
         ops += [DiscardImportCopy(host.name, e["path"]) for e in entries]
         return ops + records
 

@@ -14,6 +14,7 @@ The lock lives outside it, machine-wide (paths.DEFAULT_LOCK_DIR/<inventory name>
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import hashlib
 import json
@@ -151,7 +152,7 @@ class RunState:
     path: Path
     header: dict
     steps: list[StepRecord]
-    status: str = "running"  # running (or interrupted), done, failed, verify_failed, rolled_back, ...
+    status: str = "running"  # running (or killed), interrupted, done, verify_failed, rolling_back, rolled_back, ...
     ended_at: str = ""
     exit_code: int | None = None
     events: int = 0
@@ -215,6 +216,9 @@ def load_run(run_dir: Path) -> RunState:
             step.ops, step.planned, step.status = [], False, "pending"
         elif kind == "run_resumed":
             state.status, state.ended_at, state.exit_code = "running", "", None
+        elif kind == "rollback_start":
+            # Until its run_end, a rollback is under way: a kill leaves it for a rollback to finish.
+            state.status, state.ended_at, state.exit_code = "rolling_back", "", None
         elif kind == "run_end":
             state.status, state.ended_at, state.exit_code = ev["status"], ev["at"], ev.get("exit_code")
     return state
@@ -279,6 +283,10 @@ class StateDir:
         return InventoryLock(self.lock_dir, inventory, run_id, reason)
 
 
+# Process ids are positive C ints: anything else in a lock file names no process.
+_PID_LIMIT = 2 ** 31
+
+
 @dataclass
 class LockInfo:
     run_id: str
@@ -288,8 +296,42 @@ class LockInfo:
     hostname: str
     inventory: str
     reason: str = ""
+    # Set when the lock file cannot be read as a run writes it: then no holder can be named.
+    problem: str = ""
+
+    @classmethod
+    def parse(cls, data: bytes, path: Path) -> "LockInfo":
+        """What a lock file says, checked field by field; an odd file gives an unreadable lock."""
+        try:
+            fields = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return cls.unreadable(path, "not the JSON a run writes")
+        if not isinstance(fields, dict):
+            return cls.unreadable(path, "not a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)} - {"problem"}
+        missing, unknown = names - {"reason"} - set(fields), set(fields) - names
+        if missing or unknown:
+            return cls.unreadable(path, "; ".join(
+                ([f"missing {', '.join(sorted(missing))}"] if missing else [])
+                + ([f"unknown {', '.join(sorted(unknown))}"] if unknown else [])))
+        pid = fields["pid"]
+        if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < _PID_LIMIT:
+            return cls.unreadable(path, f"pid {pid!r} is not a process id")
+        odd = sorted(name for name in names - {"pid"} if not isinstance(fields.get(name, ""), str))
+        if odd:
+            return cls.unreadable(path, f"{', '.join(odd)} not text")
+        return cls(**fields)
+
+    @classmethod
+    def unreadable(cls, path: Path, problem: str) -> "LockInfo":
+        return cls("?", "?", "?", 0, socket.gethostname(), "", problem=f"{path}: {problem}")
+
+    def to_json(self) -> bytes:
+        return json.dumps({k: v for k, v in dataclasses.asdict(self).items() if k != "problem"}).encode()
 
     def holder_alive(self) -> bool:
+        if self.problem:
+            return False  # no process can be named as its holder
         if self.hostname != socket.gethostname():
             return True  # cannot tell from here: assume alive
         try:
@@ -301,6 +343,8 @@ class LockInfo:
         return True
 
     def describe(self) -> str:
+        if self.problem:
+            return f"an unreadable lock file ({self.problem}), which names no run"
         return (f"run {self.run_id} by {self.operator} since {self.since} "
                 f"(pid {self.pid} on {self.hostname}"
                 + (", reason: " + self.reason if self.reason else "") + ")")
@@ -323,11 +367,12 @@ class InventoryLock:
 
     def current(self) -> LockInfo | None:
         try:
-            return LockInfo(**json.loads(self.path.read_text()))
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        except (json.JSONDecodeError, TypeError):
-            return LockInfo("?", "?", "?", 0, socket.gethostname(), "", "unreadable lock file")
+        except OSError as exc:
+            return LockInfo.unreadable(self.path, exc.strerror or str(exc))
+        return LockInfo.parse(data, self.path)
 
     def acquire(self) -> "InventoryLock":
         if not self.lock_dir.is_dir():
@@ -335,15 +380,19 @@ class InventoryLock:
             # Sticky and world-writable like /run/lock itself: any operator may take a lock,
             # only its owner (or root) may remove it.
             os.chmod(self.lock_dir, 0o1777)
-        data = json.dumps(self.info.__dict__).encode()
+        data = self.info.to_json()
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             holder = self.current()
-            stale = holder is not None and not holder.holder_alive()
-            hint = ("; its process is gone: break it with `invoke runs.unlock`" if stale
-                    else "; wait for it to finish")
-            raise LockHeld(f"inventory {holder.inventory if holder else self.info.inventory} is locked by "
+            if holder is None or holder.holder_alive():
+                hint = "; wait for it to finish"
+            elif holder.problem:
+                hint = "; break it with `invoke runs.unlock` once you are sure no run of this inventory is going on"
+            else:
+                hint = "; its process is gone: break it with `invoke runs.unlock`"
+            inventory = holder.inventory if holder is not None and holder.inventory else self.info.inventory
+            raise LockHeld(f"inventory {inventory} is locked by "
                            f"{holder.describe() if holder else 'an unknown holder'}{hint}") from None
         try:
             os.write(fd, data)

@@ -34,6 +34,9 @@ class Operation:
 
     # Set False for operations that cannot be undone; rollback then stops and says so.
     reversible: ClassVar[bool] = True
+    # Set True where performing it again, after a perform that may have been cut short, is harmless
+    # and cheap: a resumed step that verifies then runs it again rather than trusting the cut one.
+    repeatable: ClassVar[bool] = False
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -143,6 +146,7 @@ class _FileOperation(Operation):
     """A change to one file: its pre-state is the old content and mode, or its absence."""
 
     path: str = ""
+    repeatable: ClassVar[bool] = True
 
     def state_key(self) -> tuple:
         return ("file", self.host, self.path)

@@ -101,6 +101,8 @@ def unlock(c, inventory=None, force=False):
     removed = lock.break_stale(force=force)
     if removed is None:
         reporter.info("no lock is held")
+    elif removed.problem:
+        reporter.ok(f"removed {removed.describe()}")
     else:
         reporter.ok(f"removed the lock of {removed.describe()}")
 
