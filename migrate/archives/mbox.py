@@ -1,7 +1,7 @@
 """Mailman 2 mbox archives: lint them (`scan`) and write the cleaned copy HyperKitty imports (`prepare`).
 
 Both read the mbox in blocks and hold one message at a time, so archives of hundreds of MB are
-fine.
+fine; the work grows with the size of the file, whatever its lines are.
 
 Where messages start. `hyperkitty_import` reads the mbox with Python's `mailbox.mbox`, which starts
 a new message at every line beginning with `From ` (`_mboxMMDF._generate_toc`). An unescaped
@@ -189,18 +189,43 @@ def _line_before(data: bytes, position: int) -> bytes:
     return data[data.rfind(b"\n", 0, position - 1) + 1:position]
 
 
+def _plain_line(data: bytes, start: int) -> bool:
+    """Whether the line at `start` can end a header block but cannot start one: neither a `From `
+    line, nor a header field, nor a continuation line."""
+    return (data[start:start + 1] not in (b" ", b"\t") and not data.startswith(b"From ", start)
+            and not _HEADER_FIELD.match(data, start))
+
+
+def _cut(block: bytes) -> int:
+    """Where a block may end: just past its last plain line (0: it has none)."""
+    end = len(block)
+    while end:
+        start = block.rfind(b"\n", 0, end - 1) + 1
+        if _plain_line(block, start):
+            return end
+        end = start
+    return 0
+
+
 def _blocks(fileobj) -> Iterator[bytes]:
-    """The file in blocks of whole lines; a block never ends with a `From ` line unless the file
-    does, so the line after every `From ` line is in the same block."""
+    """The file in blocks of whole lines, each ending with a plain line (see `_plain_line`) unless
+    it is the last: whatever follows a `From ` line up to the end of its header block, and the
+    line after, is in the same block as that `From ` line. The bytes after the cut wait for the
+    next block; a block without a plain line waits whole, so every byte is copied a bounded number
+    of times, however long a run of `From ` or header lines is."""
+    waiting: list[bytes] = []
     while block := fileobj.read(_BLOCK_BYTES):
         if not block.endswith(b"\n"):
             block += fileobj.readline()
-        while block.startswith(b"From ", block.rfind(b"\n", 0, len(block) - 1) + 1):
-            extra = fileobj.readline()
-            if not extra:
-                break
-            block += extra
-        yield block
+        cut = _cut(block)
+        if not cut:
+            waiting.append(block)
+            continue
+        waiting.append(block[:cut])
+        yield b"".join(waiting)
+        waiting = [block[cut:]] if cut < len(block) else []
+    if waiting:
+        yield b"".join(waiting)
 
 
 def _chunks(fileobj) -> Iterator[_Chunk]:
