@@ -30,8 +30,8 @@ SELECT_HELP = {
 }
 
 
-def _select(executor, inventory, names, all_, exclude) -> tuple[list[str], dict[str, tuple[int, int]]]:
-    """The chosen list names, and every list's (mbox bytes, messages) from the legacy host."""
+def _select(executor, inventory, names, all_, exclude) -> tuple[list[str], dict[str, int]]:
+    """The chosen list names, and every list's mbox size in bytes from the legacy host."""
     if bool(names) == bool(all_):
         raise Exit("error: name lists with --list L (repeatable) or pass --all", code=2)
     folders = list_folders(executor, inventory)
@@ -90,7 +90,7 @@ def prepare(c, list_=None, all=False, exclude=None, inventory=None, dry_run=Fals
     inv = load_inventory(c, inventory)
     with Connections(inv) as connections:
         names, folders = _select(Executor(connections), inv, list_, all, exclude)
-    chosen = [n for n in names if folders.get(n, (0, 0))[0] > 0 or n not in folders]
+    chosen = [n for n in names if folders.get(n, 0) > 0 or n not in folders]
     run = runner(c, inv, dry_run=dry_run, yes=yes, reason=reason, json=json)
     for name in sorted(set(names) - set(chosen)):
         run.reporter.info(f"{name}: no archive to prepare (empty or no mbox)")
@@ -155,7 +155,7 @@ def import_(c, list_=None, all=False, exclude=None, prestage=False, delta=False,
         run.reporter.warn(f"HyperKitty's database is {engine.engine}: it takes one writer at a time, "
                           "so lists are imported one after the other")
         parallel = 1
-    chosen = [n for n in names if folders.get(n, (0, 0))[0] > 0 or n not in folders]
+    chosen = [n for n in names if folders.get(n, 0) > 0 or n not in folders]
     for name in sorted(set(names) - set(chosen)):
         run.reporter.info(f"{name}: no archive to import (empty or no mbox)")
     base: dict = {}
@@ -166,12 +166,12 @@ def import_(c, list_=None, all=False, exclude=None, prestage=False, delta=False,
             run.reporter.error(problem)
             refused.append(name)
         base = {name: mark.to_dict() for name, mark in watermarks.items()}
-        unchanged = [n for n in chosen if n in watermarks and folders.get(n, (0, 0))[0] == watermarks[n].offset]
+        unchanged = [n for n in chosen if n in watermarks and folders.get(n, 0) == watermarks[n].offset]
         for name in unchanged:
             run.reporter.info(f"{name}: nothing new since run {watermarks[name].run}")
         chosen = [n for n in chosen if n not in problems and n not in unchanged]
     # Biggest first, and lists of similar size together: parallel imports of a step end together.
-    chosen.sort(key=lambda n: (-folders.get(n, (0, 0))[0], n))
+    chosen.sort(key=lambda n: (-folders.get(n, 0), n))
     size = max(1, int(batch), parallel)
     steps = [ImportArchive({"lists": group, "mode": mode, "parallel": parallel,
                             "base": {n: base[n] for n in group if n in base}})
