@@ -9,10 +9,11 @@ The watermark. Mailman 2 only ever appends to the mbox (`Mailbox.AppendMessage`,
 newline first when the file does not end with one), so the byte size at import time marks what
 HyperKitty already holds. A prestage records, per list, that size, the SHA-256 of those bytes and
 the number of messages before them, with the operation in the run's journal. A delta reads the
-mbox from the newest watermark on, refuses when the mbox shrank or its first `offset` bytes no
-longer hash the same, prepares only that slice and imports it; its own watermark names the run it
-built on, so rolling back that run invalidates it. Which messages are new is decided by bytes,
-never by dates: every import passes an explicit `--since` far in the past.
+mbox from the newest watermark on, refuses when the mbox shrank, its first `offset` bytes no
+longer hash the same or what follows them does not start a message (by `mbox`'s separator rule),
+prepares only that slice and imports it; its own watermark names the run it built on, so rolling
+back that run invalidates it. Which messages are new is decided by bytes, never by dates: every
+import passes an explicit `--since` far in the past.
 
 A file read while Mailman 2 appends to it may end in the middle of a message: an import takes
 only whole messages (it stops at the last separator unless the data ends with a newline); the
@@ -598,7 +599,7 @@ class ImportArchive(Step):
             if digest != base["sha256"]:
                 fail(f"list {archive.name}: the first {offset} bytes of the mbox changed since run "
                      f"{base.get('run')} imported them: it was edited; import it again with --prestage")
-            if tail.lstrip(b"\r\n") and not tail.lstrip(b"\r\n").startswith(b"From "):
+            if tail.strip(b"\r\n") and not mbox.starts_with_message(tail):
                 fail(f"list {archive.name}: the mbox does not continue with a new message at byte {offset}: "
                      "it was edited; import it again with --prestage")
 

@@ -1,5 +1,6 @@
 """Separators that fail the strict From_ rule, end to end on the lab's real hosts: `mailman.lists`
-and `archives.check` count the same messages.
+and `archives.check` count the same messages, and a delta import starts only where the same rule
+starts a message.
 
 The Mailman 2 tree is a private one (the lab hosts share this machine's filesystem), reached over
 the legacy host's real SSH through a copy of the lab inventory; nothing of the lab's own tree or
@@ -7,10 +8,16 @@ HyperKitty changes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
+from migrate.archives.steps import ImportArchive
+from migrate.core.executor import Executor
+from migrate.core.inventory import load_inventory
+from migrate.core.step import PreflightError, StepContext
+from migrate.core.transport import Connections
 from migrate.lab.mailman2_seed import generate_tree
 
 from ..helpers import invoke, inventory_variant
@@ -72,3 +79,30 @@ def test_survey_and_check_count_the_same_messages(legacy):
     assert reports[sorted(truth, key=truth.get)[-1]]["counts"]["loose_separator"] == 3
     assert all(row["archive_messages"] == 0 for name, row in rows.items() if name not in truth)
 
+
+@pytest.mark.parametrize("tail, refused", [
+    (entry(OBFUSCATED, 7), False),
+    (b"\n" + entry(OBFUSCATED, 7), False),
+    # Body text: a delta from here would drop it as text before the first message.
+    (b"From here on it is broken.\n\n" + entry(STRICT, 7), True),
+    (b"Subject: the rest of a message\n\n", True),
+])
+def test_a_delta_starts_where_the_separator_rule_starts_a_message(legacy, tail, refused):
+    inventory_path, _, truth, var_dir = legacy
+    name = next(n for n, count in truth.items() if count == 3)
+    path = var_dir / "archives" / "private" / f"{name}.mbox" / f"{name}.mbox"
+    base = {"offset": len(BODY_FROM_LINES), "sha256": hashlib.sha256(BODY_FROM_LINES).hexdigest(), "messages": 3,
+            "run": "20260101T000000Z-000000", "mode": "prestage", "base_run": None}
+    path.write_bytes(BODY_FROM_LINES + tail)
+    try:
+        inventory = load_inventory(inventory_path)
+        step = ImportArchive({"lists": [name], "mode": "delta", "base": {name: base}})
+        with Connections(inventory) as connections:
+            ctx = StepContext(inventory, Executor(connections))
+            if refused:
+                with pytest.raises(PreflightError, match=f"list {name}: the mbox does not continue with a new message"):
+                    step.fail_for_changed_mbox(ctx)
+            else:
+                step.fail_for_changed_mbox(ctx)
+    finally:
+        path.write_bytes(BODY_FROM_LINES)
