@@ -37,6 +37,10 @@ answers to callers that only need those (the survey, the delta import).
 
 Text before the first separator is not a message: `mailbox.mbox` skips it once its `From ` lines
 are escaped (`leading_text`).
+
+A message of its own can still sit inside another's body behind an escaped `>From ` line (Mailman
+2.1's cleanarch escapes loose separators). `embedded_messages` finds such lines followed by a
+header block with a Message-ID, for verification to report the ids HyperKitty lacks.
 """
 
 from __future__ import annotations
@@ -322,16 +326,17 @@ class _Field:
     end: int             # byte offset just past its last line
 
 
-def _header_fields(data: bytes, start: int) -> tuple[list[_Field], int]:
+def _header_fields(data: bytes, start: int, limit: int | None = None) -> tuple[list[_Field], int]:
     """Header fields from byte `start` on, and the offset where the body starts.
 
     The header block ends at the first blank line, or at the first line that is neither a field
     nor a continuation (where the email package starts the body too), or at a `From ` line (where
-    `mailbox.mbox` starts a message, whatever follows the word).
+    `mailbox.mbox` starts a message, whatever follows the word), or at `limit`.
     """
     fields: list[_Field] = []
     position = start
-    while position < len(data):
+    limit = len(data) if limit is None else limit
+    while position < limit:
         end = _line_after(data, position)
         match = None if data.startswith(b"From ", position) else _HEADER_FIELD.match(data, position, end)
         if match:
@@ -471,7 +476,16 @@ def _decoded_header(value: bytes) -> str:
 def scan(path: str | os.PathLike[str]) -> MboxReport:
     """Lint an mbox without changing it: the true message count, ids, offsets, problem counts."""
     path = Path(path)
-    report = MboxReport(path=str(path), size=path.stat().st_size)
+    with path.open("rb") as fileobj:
+        return _scan(fileobj, MboxReport(path=str(path), size=path.stat().st_size))
+
+
+def scan_data(data: bytes, name: str = "") -> MboxReport:
+    """`scan` of an mbox already in memory (`name` goes into the report's path)."""
+    return _scan(io.BytesIO(data), MboxReport(path=name, size=len(data)))
+
+
+def _scan(fileobj, report: MboxReport) -> MboxReport:
     first_index: dict[str, int] = {}
     shown: dict[str, int] = dict.fromkeys(PROBLEM_KINDS, 0)
 
@@ -481,26 +495,41 @@ def scan(path: str | os.PathLike[str]) -> MboxReport:
             shown[problem.kind] += 1
             report.examples.append(problem)
 
-    with path.open("rb") as fileobj:
-        for chunk in _chunks(fileobj):
-            if chunk.index is None:
-                record(Problem("leading_text", None, 1, f"{len(chunk.data)} bytes"))
-                positions = _from_lines(chunk.data, 0)
-                for position, line in zip(positions, _line_numbers(chunk, positions)):
-                    record(Problem("unescaped_from_line", None, line, _line_text(chunk.data, position)))
-                continue
-            analysis = _analyse(chunk)
-            report.messages += 1
-            report.message_ids.append(analysis.message_id)
-            report.offsets.append(chunk.offset)
-            for problem in analysis.problems:
-                record(problem)
-            if analysis.message_id is not None:
-                first = first_index.setdefault(analysis.message_id, chunk.index)
-                if first != chunk.index:
-                    record(Problem("duplicate_message_id", chunk.index, chunk.line, analysis.message_id))
-                    report.duplicates.setdefault(analysis.message_id, [first]).append(chunk.index)
+    for chunk in _chunks(fileobj):
+        if chunk.index is None:
+            record(Problem("leading_text", None, 1, f"{len(chunk.data)} bytes"))
+            positions = _from_lines(chunk.data, 0)
+            for position, line in zip(positions, _line_numbers(chunk, positions)):
+                record(Problem("unescaped_from_line", None, line, _line_text(chunk.data, position)))
+            continue
+        analysis = _analyse(chunk)
+        report.messages += 1
+        report.message_ids.append(analysis.message_id)
+        report.offsets.append(chunk.offset)
+        for problem in analysis.problems:
+            record(problem)
+        if analysis.message_id is not None:
+            first = first_index.setdefault(analysis.message_id, chunk.index)
+            if first != chunk.index:
+                record(Problem("duplicate_message_id", chunk.index, chunk.line, analysis.message_id))
+                report.duplicates.setdefault(analysis.message_id, [first]).append(chunk.index)
     return report
+
+
+_EMBEDDED_FROM = re.compile(rb"^>*From ", re.M)
+
+
+def embedded_messages(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[int, str, bool]]:
+    """Plausible messages inside the message `data[start:end]` (its From_ line first): the offset,
+    the normalised Message-ID and whether it is escaped, of each later line that starts with
+    `From ` or `>From ` (any number of `>`) and heads a header block with a usable Message-ID."""
+    end = len(data) if end is None else end
+    for match in _EMBEDDED_FROM.finditer(data, _line_after(data, start), end):
+        fields, _ = _header_fields(data, _line_after(data, match.start()), end)
+        id_fields = [fld for fld in fields if fld.key == b"message-id"]
+        msgid = normalise(_text(_field_value(data, id_fields[0]))) if id_fields else None
+        if msgid is not None:
+            yield match.start(), msgid, data.startswith(b">", match.start())
 
 
 # --- prepare ------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from ..archives.hyperkitty import mailman_web_command, read_state, reader_runner
+from ..archives.missing import importer_lines
 from ..archives.steps import (
     ImportArchive, PrepareArchive, compare_archives, find_watermarks, mbox_path, read_archive_file, scan_bytes,
 )
@@ -315,7 +316,8 @@ def verify(c, list_=None, all=False, exclude=None, inventory=None, json=False):
         executor = Executor(connections)
         names, _ = _select(executor, inv, list_, all, exclude)
         watermarks, problems = find_watermarks(state_dir(c), names)
-        comparisons = compare_archives(StepContext(inv, executor), names, watermarks)
+        comparisons = compare_archives(StepContext(inv, executor), names, watermarks,
+                                       importer_problems=importer_lines(state_dir(c)))
     for problem in problems.values():
         reporter.warn(problem)
     failed = [c.list for c in comparisons if not c.ok]

@@ -1,6 +1,7 @@
 """Separators that fail the strict From_ rule, end to end on the lab's real hosts: `mailman.lists`
-and `archives.check` count the same messages, and a delta import starts only where the same rule
-starts a message.
+and `archives.check` count the same messages, `archives.verify` names every message HyperKitty
+lacks, also one hidden inside another message's body, and a delta import starts only where the
+same rule starts a message.
 
 The Mailman 2 tree is a private one (the lab hosts share this machine's filesystem), reached over
 the legacy host's real SSH through a copy of the lab inventory; nothing of the lab's own tree or
@@ -18,6 +19,7 @@ from migrate.core.executor import Executor
 from migrate.core.inventory import load_inventory
 from migrate.core.step import PreflightError, StepContext
 from migrate.core.transport import Connections
+from migrate.lab.hyperkitty import HyperKittyWeb
 from migrate.lab.mailman2_seed import generate_tree
 
 from ..helpers import invoke, inventory_variant
@@ -53,6 +55,7 @@ BODY_FROM_LINES = (entry(STRICT, 1, b"From the minutes:\nok\n") + entry(STRICT, 
 @pytest.fixture(scope="module")
 def legacy(lab_hosts, tmp_path_factory):
     """(inventory, state folder, {list name: true message count}, var dir) of a private Mailman 2 tree."""
+    HyperKittyWeb().up()
     root = tmp_path_factory.mktemp("separators")
     var_dir = root / "mailman"
     names = generate_tree(var_dir, lists=0, members=2, seed=5)
@@ -78,6 +81,19 @@ def test_survey_and_check_count_the_same_messages(legacy):
         assert (rows[name]["archive_messages"], reports[name]["messages"]) == (count, count), name
     assert reports[sorted(truth, key=truth.get)[-1]]["counts"]["loose_separator"] == 3
     assert all(row["archive_messages"] == 0 for name, row in rows.items() if name not in truth)
+
+
+def test_verify_names_every_message_hyperkitty_lacks(legacy):
+    inventory, state, truth, _ = legacy
+    mixed = next(name for name, count in truth.items() if count == 5)
+    verified = invoke(state, "archives.verify", "--list", mixed, "--json", "-i", str(inventory))
+    assert verified.returncode == 10, verified.stdout[-3000:] + verified.stderr[-3000:]
+    (comparison,) = json.loads(verified.stdout)["lists"]
+    assert comparison["mbox_messages"] == 5
+    missing = {m["message_id"]: m for m in comparison["missing"]}
+    assert set(missing) == MIXED_IDS | {"<merged@example.org>"}
+    merged = missing["<merged@example.org>"]
+    assert merged["index"] == 2 and ">From q at example.org" in merged["reason"]
 
 
 @pytest.mark.parametrize("tail, refused", [
