@@ -1,24 +1,46 @@
 """Mailman 2 mbox archives: lint them (`scan`) and write the cleaned copy HyperKitty imports (`prepare`).
 
 Both read the mbox in blocks and hold one message at a time, so archives of hundreds of MB are
-fine.
+fine; the work grows with the size of the file, whatever its lines are.
 
 Where messages start. `hyperkitty_import` reads the mbox with Python's `mailbox.mbox`, which starts
 a new message at every line beginning with `From ` (`_mboxMMDF._generate_toc`). An unescaped
-`From ` line in a body therefore cuts a message in two. Here a line is a message separator only if
-it passes the stricter test of Mailman 2.1's `bin/cleanarch`:
-- it looks like `From <sender> <asctime date>` (the pattern of Python 2's
-  `mailbox.UnixMailbox._fromlinepattern`, which cleanarch uses: weekday, month, day, time, an
-  optional zone, the year and an optional zone after it), and
-- the next line is a header field (`Name: ...`).
+`From ` line in a body therefore cuts a message in two. Here a line beginning with `From ` is a
+message separator only if the next line is a header field (`Name: ...`) and
+- it passes the strict test of Mailman 2.1's `bin/cleanarch`: it looks like
+  `From <sender> <asctime date>` (the pattern of Python 2's `mailbox.UnixMailbox._fromlinepattern`,
+  which cleanarch uses: weekday, month, day, time, an optional zone, the year and an optional zone
+  after it); or
+- the header block it starts (consecutive fields and continuation lines) carries a Message-ID; or
+- that header block ends with a blank line and holds a field that messages carry (From:, Date:,
+  Subject:, Received:, ... `MESSAGE_FIELDS`).
+The last two are `loose_separator`s: From_ lines the strict pattern refuses, such as
+`From b at example.org  Tue Jan  2 00:00:00 2018` in archives rebuilt from pipermail's `.txt`
+downloads (which write " at " for "@"), followed by a real message. cleanarch's rule alone would
+escape them and merge each such message into the one before it, silently.
+
+The trade-off. Body text can look like the start of a message: "From here on...\nNote: x\n\n"
+(no field a message carries), "From the minutes:\nDate: Monday\nwe agreed" (no blank line after),
+a reply quoting "> From: ..." (not a header field) stay body text. Text that does pass, a pasted
+raw message with its From_ line and headers, becomes a message of its own, as `mailbox.mbox` and
+therefore HyperKitty's own importer would make it; nothing is lost that way, while the opposite
+error loses a message. The decision only looks forward, up to the end of the header block, so a
+message counted in a prefix of a growing mbox is still counted once more is appended (a header
+block that reaches the end of the data without a blank line is not taken as ended).
+
 Separators are normally preceded by a blank line, but Mailman 2.1's `Mailbox.AppendMessage` wrote
 none after a message whose body did not end with a newline, so a missing blank line is reported
 (`separator_without_blank_line`) and the separator still counts, as cleanarch counts it. The number
 of separators is the true number of messages; `prepare` escapes every other `From ` line so that
-`mailbox.mbox` finds the same messages.
+`mailbox.mbox` finds the same messages. `count_messages` and `starts_with_message` give the same
+answers to callers that only need those (the survey, the delta import).
 
 Text before the first separator is not a message: `mailbox.mbox` skips it once its `From ` lines
 are escaped (`leading_text`).
+
+A message of its own can still sit inside another's body behind an escaped `>From ` line (Mailman
+2.1's cleanarch escapes loose separators). `embedded_messages` finds such lines followed by a
+header block with a Message-ID, for verification to report the ids HyperKitty lacks.
 """
 
 from __future__ import annotations
@@ -28,6 +50,7 @@ import contextlib
 import dataclasses
 import email.message
 import email.utils
+import io
 import os
 import re
 import stat
@@ -61,6 +84,7 @@ PROBLEM_KINDS = (
     "unparseable_date",             # HyperKitty then uses Resent-Date or the From_ line's date
     "empty_message",                # nothing after the headers
     "separator_without_blank_line",
+    "loose_separator",              # a From_ line the strict pattern refuses, starting a message's headers
     "leading_text",                 # bytes before the first separator; no reader keeps them
 )
 
@@ -74,6 +98,11 @@ ADDRESS_FIELDS = frozenset({
     b"from", b"to", b"cc", b"bcc", b"reply-to", b"sender", b"resent-from", b"resent-to", b"resent-cc",
     b"resent-bcc", b"resent-sender", b"mail-followup-to", b"mail-reply-to", b"errors-to",
     b"disposition-notification-to",
+})
+# Fields messages carry: a header block holding one (and ended by a blank line) is a message's.
+MESSAGE_FIELDS = frozenset({
+    b"from", b"sender", b"reply-to", b"to", b"cc", b"date", b"message-id", b"subject", b"in-reply-to",
+    b"references", b"received", b"return-path", b"delivered-to", b"mime-version",
 })
 # Free-text fields where RFC 2047 encoded words may stand anywhere; any X- field is treated alike.
 UNSTRUCTURED_FIELDS = frozenset({
@@ -176,6 +205,7 @@ class _Chunk:
     line: int
     data: bytes
     blank_before: bool = True
+    loose: bool = False  # its separator is a loose one (see the module docstring)
 
 
 def _line_after(data: bytes, start: int) -> int:
@@ -189,22 +219,64 @@ def _line_before(data: bytes, position: int) -> bytes:
     return data[data.rfind(b"\n", 0, position - 1) + 1:position]
 
 
+def _plain_line(data: bytes, start: int) -> bool:
+    """Whether the line at `start` can end a header block but cannot start one: neither a `From `
+    line, nor a header field, nor a continuation line."""
+    return (data[start:start + 1] not in (b" ", b"\t") and not data.startswith(b"From ", start)
+            and not _HEADER_FIELD.match(data, start))
+
+
+def _cut(block: bytes) -> int:
+    """Where a block may end: just past its last plain line (0: it has none)."""
+    end = len(block)
+    while end:
+        start = block.rfind(b"\n", 0, end - 1) + 1
+        if _plain_line(block, start):
+            return end
+        end = start
+    return 0
+
+
 def _blocks(fileobj) -> Iterator[bytes]:
-    """The file in blocks of whole lines; a block never ends with a `From ` line unless the file
-    does, so the line after every `From ` line is in the same block."""
+    """The file in blocks of whole lines, each ending with a plain line (see `_plain_line`) unless
+    it is the last: whatever follows a `From ` line up to the end of its header block, and the
+    line after, is in the same block as that `From ` line. The bytes after the cut wait for the
+    next block; a block without a plain line waits whole, so every byte is copied a bounded number
+    of times, however long a run of `From ` or header lines is."""
+    waiting: list[bytes] = []
     while block := fileobj.read(_BLOCK_BYTES):
         if not block.endswith(b"\n"):
             block += fileobj.readline()
-        while block.startswith(b"From ", block.rfind(b"\n", 0, len(block) - 1) + 1):
-            extra = fileobj.readline()
-            if not extra:
-                break
-            block += extra
-        yield block
+        cut = _cut(block)
+        if not cut:
+            waiting.append(block)
+            continue
+        waiting.append(block[:cut])
+        yield b"".join(waiting)
+        waiting = [block[cut:]] if cut < len(block) else []
+    if waiting:
+        yield b"".join(waiting)
+
+
+def _separator(data: bytes, start: int) -> str | None:
+    """Whether the `From ` line at `start` starts a message: "strict", "loose" or None (the rule
+    of the module docstring). Looks no further than the end of the header block after it."""
+    following = _line_after(data, start)
+    if following == len(data) or not _HEADER_FIELD.match(data, following):
+        return None
+    if _SEPARATOR.fullmatch(data, start, following):
+        return "strict"
+    fields, end = _header_fields(data, following)
+    keys = {fld.key for fld in fields}
+    if b"message-id" in keys:
+        return "loose"
+    if keys & MESSAGE_FIELDS and data.startswith(_BLANK_LINES, end):
+        return "loose"
+    return None
 
 
 def _chunks(fileobj) -> Iterator[_Chunk]:
-    """Split an mbox into messages by the strict separator rule."""
+    """Split an mbox into messages by the separator rule."""
     pieces: list[bytes] = []
     current = _Chunk(index=None, offset=0, line=1, data=b"")
     index = 0
@@ -213,17 +285,16 @@ def _chunks(fileobj) -> Iterator[_Chunk]:
     for block in _blocks(fileobj):
         consumed = 0
         for start in _from_lines(block, 0):
-            following = _line_after(block, start)
-            # The last line of a block is the end of the file here: no header can follow it.
-            if following == len(block) or not (_SEPARATOR.fullmatch(block, start, following)
-                                               and _HEADER_FIELD.match(block, following)):
+            kind = _separator(block, start)
+            if kind is None:
                 continue
             pieces.append(block[consumed:start])
             current.data = b"".join(pieces)
             if current.index is not None or current.data:
                 yield current
             blank = previous_blank if start == 0 else _line_before(block, start) in _BLANK_LINES
-            current = _Chunk(index, block_offset + start, current.line + current.data.count(b"\n"), b"", blank)
+            current = _Chunk(index, block_offset + start, current.line + current.data.count(b"\n"), b"", blank,
+                             kind == "loose")
             index += 1
             pieces, consumed = [], start
         pieces.append(block[consumed:])
@@ -234,6 +305,19 @@ def _chunks(fileobj) -> Iterator[_Chunk]:
         yield current
 
 
+def count_messages(data: bytes) -> int:
+    """How many messages an mbox holds, by the separator rule (what `scan` counts)."""
+    return sum(chunk.index is not None for chunk in _chunks(io.BytesIO(data)))
+
+
+def starts_with_message(data: bytes) -> bool:
+    """Whether `data`, after any blank lines, begins with a separator by the rule."""
+    start = 0
+    while data.startswith(_BLANK_LINES, start):
+        start = _line_after(data, start)
+    return data.startswith(b"From ", start) and _separator(data, start) is not None
+
+
 @dataclass
 class _Field:
     name: bytes          # as written
@@ -242,17 +326,19 @@ class _Field:
     end: int             # byte offset just past its last line
 
 
-def _header_fields(data: bytes, start: int) -> tuple[list[_Field], int]:
+def _header_fields(data: bytes, start: int, limit: int | None = None) -> tuple[list[_Field], int]:
     """Header fields from byte `start` on, and the offset where the body starts.
 
     The header block ends at the first blank line, or at the first line that is neither a field
-    nor a continuation (where the email package starts the body too).
+    nor a continuation (where the email package starts the body too), or at a `From ` line (where
+    `mailbox.mbox` starts a message, whatever follows the word), or at `limit`.
     """
     fields: list[_Field] = []
     position = start
-    while position < len(data):
+    limit = len(data) if limit is None else limit
+    while position < limit:
         end = _line_after(data, position)
-        match = _HEADER_FIELD.match(data, position, end)
+        match = None if data.startswith(b"From ", position) else _HEADER_FIELD.match(data, position, end)
         if match:
             fields.append(_Field(match[1], match[1].lower(), position, end))
         elif data[position:position + 1] in (b" ", b"\t") and fields:
@@ -330,6 +416,8 @@ def _analyse(chunk: _Chunk) -> _Analysis:
 
     if not chunk.blank_before and chunk.index:
         findings.append(("separator_without_blank_line", 0, ""))
+    if chunk.loose:
+        findings.append(("loose_separator", 0, _line_text(data, 0)))
     for position in from_lines:
         findings.append(("unescaped_from_line", position, _line_text(data, position)))
 
@@ -388,7 +476,16 @@ def _decoded_header(value: bytes) -> str:
 def scan(path: str | os.PathLike[str]) -> MboxReport:
     """Lint an mbox without changing it: the true message count, ids, offsets, problem counts."""
     path = Path(path)
-    report = MboxReport(path=str(path), size=path.stat().st_size)
+    with path.open("rb") as fileobj:
+        return _scan(fileobj, MboxReport(path=str(path), size=path.stat().st_size))
+
+
+def scan_data(data: bytes, name: str = "") -> MboxReport:
+    """`scan` of an mbox already in memory (`name` goes into the report's path)."""
+    return _scan(io.BytesIO(data), MboxReport(path=name, size=len(data)))
+
+
+def _scan(fileobj, report: MboxReport) -> MboxReport:
     first_index: dict[str, int] = {}
     shown: dict[str, int] = dict.fromkeys(PROBLEM_KINDS, 0)
 
@@ -398,26 +495,41 @@ def scan(path: str | os.PathLike[str]) -> MboxReport:
             shown[problem.kind] += 1
             report.examples.append(problem)
 
-    with path.open("rb") as fileobj:
-        for chunk in _chunks(fileobj):
-            if chunk.index is None:
-                record(Problem("leading_text", None, 1, f"{len(chunk.data)} bytes"))
-                positions = _from_lines(chunk.data, 0)
-                for position, line in zip(positions, _line_numbers(chunk, positions)):
-                    record(Problem("unescaped_from_line", None, line, _line_text(chunk.data, position)))
-                continue
-            analysis = _analyse(chunk)
-            report.messages += 1
-            report.message_ids.append(analysis.message_id)
-            report.offsets.append(chunk.offset)
-            for problem in analysis.problems:
-                record(problem)
-            if analysis.message_id is not None:
-                first = first_index.setdefault(analysis.message_id, chunk.index)
-                if first != chunk.index:
-                    record(Problem("duplicate_message_id", chunk.index, chunk.line, analysis.message_id))
-                    report.duplicates.setdefault(analysis.message_id, [first]).append(chunk.index)
+    for chunk in _chunks(fileobj):
+        if chunk.index is None:
+            record(Problem("leading_text", None, 1, f"{len(chunk.data)} bytes"))
+            positions = _from_lines(chunk.data, 0)
+            for position, line in zip(positions, _line_numbers(chunk, positions)):
+                record(Problem("unescaped_from_line", None, line, _line_text(chunk.data, position)))
+            continue
+        analysis = _analyse(chunk)
+        report.messages += 1
+        report.message_ids.append(analysis.message_id)
+        report.offsets.append(chunk.offset)
+        for problem in analysis.problems:
+            record(problem)
+        if analysis.message_id is not None:
+            first = first_index.setdefault(analysis.message_id, chunk.index)
+            if first != chunk.index:
+                record(Problem("duplicate_message_id", chunk.index, chunk.line, analysis.message_id))
+                report.duplicates.setdefault(analysis.message_id, [first]).append(chunk.index)
     return report
+
+
+_EMBEDDED_FROM = re.compile(rb"^>*From ", re.M)
+
+
+def embedded_messages(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[int, str, bool]]:
+    """Plausible messages inside the message `data[start:end]` (its From_ line first): the offset,
+    the normalised Message-ID and whether it is escaped, of each later line that starts with
+    `From ` or `>From ` (any number of `>`) and heads a header block with a usable Message-ID."""
+    end = len(data) if end is None else end
+    for match in _EMBEDDED_FROM.finditer(data, _line_after(data, start), end):
+        fields, _ = _header_fields(data, _line_after(data, match.start()), end)
+        id_fields = [fld for fld in fields if fld.key == b"message-id"]
+        msgid = normalise(_text(_field_value(data, id_fields[0]))) if id_fields else None
+        if msgid is not None:
+            yield match.start(), msgid, data.startswith(b">", match.start())
 
 
 # --- prepare ------------------------------------------------------------------------------------

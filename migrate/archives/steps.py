@@ -9,10 +9,11 @@ The watermark. Mailman 2 only ever appends to the mbox (`Mailbox.AppendMessage`,
 newline first when the file does not end with one), so the byte size at import time marks what
 HyperKitty already holds. A prestage records, per list, that size, the SHA-256 of those bytes and
 the number of messages before them, with the operation in the run's journal. A delta reads the
-mbox from the newest watermark on, refuses when the mbox shrank or its first `offset` bytes no
-longer hash the same, prepares only that slice and imports it; its own watermark names the run it
-built on, so rolling back that run invalidates it. Which messages are new is decided by bytes,
-never by dates: every import passes an explicit `--since` far in the past.
+mbox from the newest watermark on, refuses when the mbox shrank, its first `offset` bytes no
+longer hash the same or what follows them does not start a message (by `mbox`'s separator rule),
+prepares only that slice and imports it; its own watermark names the run it built on, so rolling
+back that run invalidates it. Which messages are new is decided by bytes, never by dates: every
+import passes an explicit `--since` far in the past.
 
 A file read while Mailman 2 appends to it may end in the middle of a message: an import takes
 only whole messages (it stops at the last separator unless the data ends with a newline); the
@@ -49,15 +50,9 @@ from .hyperkitty import (
     SINCE, ArchivedList, DiscardImportCopy, HyperKittyState, ImportArchives, IndexMessages, UpdateSearchIndex,
     mailman_web_command, read_state, reader_runner, wait_for_imports,
 )
+from .missing import Difference, missing_messages
 
 PREPARED_SUFFIX = ".prepared"
-
-# Why HyperKitty may lack a message of the mbox, by the problem `mbox.scan` finds in it: these are
-# known importer refusals (hyperkitty_import logs them and goes on), reported as explained.
-EXPLAINED_PROBLEMS = {
-    "non_ascii_sender": "HyperKitty refuses a non-ASCII sender address",
-    "undecodable_header": "a header no charset decodes: the importer may fail to convert it",
-}
 
 
 def mbox_path(inventory, name: str) -> str:
@@ -598,7 +593,7 @@ class ImportArchive(Step):
             if digest != base["sha256"]:
                 fail(f"list {archive.name}: the first {offset} bytes of the mbox changed since run "
                      f"{base.get('run')} imported them: it was edited; import it again with --prestage")
-            if tail.lstrip(b"\r\n") and not tail.lstrip(b"\r\n").startswith(b"From "):
+            if tail.strip(b"\r\n") and not mbox.starts_with_message(tail):
                 fail(f"list {archive.name}: the mbox does not continue with a new message at byte {offset}: "
                      "it was edited; import it again with --prestage")
 
@@ -651,8 +646,7 @@ class ImportArchive(Step):
             result.add(f"{archive.name}: HyperKitty archive policy", payload.archive_policy,
                        held.archive_policy if held else None)
             present = held.ids if held is not None and held.ids is not None else frozenset()
-            differences = explain_missing(payload.original, payload.report, payload.result,
-                                          set(payload.ids) - present)
+            differences = missing_messages(payload.original, payload.report, payload.result, present)
             unexplained = [d for d in differences if not d.explained]
             result.checks.append(Check(
                 f"{archive.name}: messages of this import in HyperKitty", not unexplained, len(payload.ids),
@@ -662,58 +656,11 @@ class ImportArchive(Step):
 
 # -- verification --------------------------------------------------------------------------------
 
-@dataclass
-class Difference:
-    """A message on one side only, with the reason when it is known."""
-
-    message_id: str
-    side: str  # "missing" (in the mbox, not in HyperKitty) or "extra" (the other way round)
-    index: int | None = None  # position in the mbox
-    reason: str = ""
-    explained: bool = False
-
-    def describe(self) -> str:
-        where = f" (mbox message {self.index})" if self.index is not None else ""
-        return f"{self.side} {self.message_id}{where}: {self.reason or 'unknown reason'}"
-
-
 def _detail(differences: list[Difference], limit: int = 5) -> str:
     text = "; ".join(d.describe() for d in differences[:limit])
     if len(differences) > limit:
         text += f"; and {len(differences) - limit} more"
     return text
-
-
-def explain_missing(original: bytes, report: mbox.MboxReport, prepared: mbox.PrepareResult,
-                    missing: set[str], *, pending_from: int | None = None,
-                    offset_base: int = 0) -> list[Difference]:
-    """Why messages of `original` (ids in `missing`) are not in HyperKitty, where it is known.
-
-    `pending_from`: byte offset (in the whole mbox; `original` starts at `offset_base`) of the last
-    import's watermark; messages after it have simply not been imported yet.
-    """
-    unresolved = {c.message_index for c in prepared.unresolved if c.kind == "undecodable_header"}
-    found = []
-    first: dict[str, int] = {}
-    for index, msgid in enumerate(prepared.message_ids):
-        first.setdefault(msgid, index)
-    for msgid in sorted(missing, key=lambda m: first.get(m, -1)):
-        index = first.get(msgid)
-        difference = Difference(msgid, "missing", index)
-        found.append(difference)
-        if index is None:
-            continue
-        start = report.offsets[index]
-        if pending_from is not None and offset_base + start >= pending_from:
-            difference.reason = "arrived after the last import: run `archives.import --delta`"
-            continue
-        end = report.offsets[index + 1] if index + 1 < len(report.offsets) else len(original)
-        counts = scan_bytes(original[start:end]).counts
-        reasons = [why for kind, why in EXPLAINED_PROBLEMS.items()
-                   if counts.get(kind) and (kind != "undecodable_header" or index in unresolved)]
-        if reasons:
-            difference.reason, difference.explained = "; ".join(reasons), True
-    return found
 
 
 @dataclass
@@ -755,10 +702,12 @@ class ArchiveComparison:
 
 
 def compare_archives(ctx: StepContext, names: list[str], watermarks: dict[str, Watermark] | None = None,
-                     mail_hosts: dict[str, str] | None = None) -> list[ArchiveComparison]:
+                     mail_hosts: dict[str, str] | None = None,
+                     importer_problems: dict[str, list[str]] | None = None) -> list[ArchiveComparison]:
     """Compare each list's whole current mbox (prepared the way an import would) with HyperKitty.
 
-    One mailman-web query reads every list's ids; nothing is written anywhere.
+    One mailman-web query reads every list's ids; nothing is written anywhere. `importer_problems`:
+    hyperkitty_import's lines per list address (`missing.importer_lines`), for the reasons.
     """
     archives = [_Archive(name, (mail_hosts or {}).get(name)) for name in names]
     comparisons: list[ArchiveComparison] = []
@@ -774,13 +723,14 @@ def compare_archives(ctx: StepContext, names: list[str], watermarks: dict[str, W
                        [a.fqdn(ctx) for a in readable], ids=True)
     for archive in readable:
         comparisons.append(_compare(ctx, archive, state.lists.get(archive.fqdn(ctx)),
-                                    (watermarks or {}).get(archive.name)))
+                                    (watermarks or {}).get(archive.name),
+                                    (importer_problems or {}).get(archive.fqdn(ctx), [])))
     order = {name: i for i, name in enumerate(names)}
     return sorted(comparisons, key=lambda c: order[c.list])
 
 
 def _compare(ctx: StepContext, archive: _Archive, held: ArchivedList | None,
-             watermark: Watermark | None) -> ArchiveComparison:
+             watermark: Watermark | None, importer_lines: list[str]) -> ArchiveComparison:
     data = archive.mbox(ctx) or b""
     report = scan_bytes(data)
     _, prepared = prepare_bytes(data, list_name=archive.fqdn(ctx), fallback_charset=archive.charset(ctx))
@@ -790,8 +740,9 @@ def _compare(ctx: StepContext, archive: _Archive, held: ArchivedList | None,
         archive.name, archive.fqdn(ctx), archive.archive_policy(ctx), held.archive_policy if held else None,
         prepared.messages, len(expected), held.count if held else 0, dict(prepared.duplicates),
         watermark=watermark.to_dict() if watermark else None)
-    comparison.missing = explain_missing(data, report, prepared, expected - present,
-                                         pending_from=watermark.offset if watermark else None)
+    comparison.missing = missing_messages(data, report, prepared, present,
+                                          pending_from=watermark.offset if watermark else None,
+                                          importer_lines=importer_lines)
     comparison.extra = [Difference(msgid, "extra", reason="not in the Mailman 2 mbox")
                         for msgid in sorted(present - expected)]
     return comparison

@@ -1,28 +1,32 @@
-"""What the legacy Mailman 2 tree holds, read over SSH/SFTP (the legacy host needs no Python)."""
+"""What the legacy Mailman 2 tree holds, read over SSH/SFTP (the legacy host needs no Python).
+
+Archive messages are counted on the controller, by the separator rule of `archives.mbox` that
+`archives.check` uses, so both show the same number: the survey reads each list's mbox once.
+"""
 
 from __future__ import annotations
 
 import posixpath
 from dataclasses import asdict, dataclass, field
 
+from ..archives import mbox
 from ..core.errors import MigrateError
 from . import convert, mm2
 from .mm3 import KIND, list_names
 from .reconcile import roster_counts
 from .steps import checked_name, legacy_host, list_address, lists_host
 
-# One remote command lists every list folder with its archive mbox's size and message count, so
-# the survey costs one round trip plus one file read per list. Values come in as arguments. Each
-# field ends with NUL, which no file name holds: a folder name with a tab or a newline stays one
-# name and cannot pass for another list's line.
+# One remote command lists every list folder with its archive mbox's size, so selecting lists
+# costs one round trip. Values come in as arguments. Each field ends with NUL, which no file name
+# holds: a folder name with a tab or a newline stays one name and cannot pass for another list's.
 _ARCHIVE_STATS = r'''
 cd "$1" || exit 3
 for d in lists/*/; do
   [ -d "$d" ] || continue
   n=${d#lists/}; n=${n%/}
   m="archives/private/$n.mbox/$n.mbox"
-  if [ -f "$m" ]; then s=$(stat -c %s "$m"); c=$(grep -c '^From ' "$m"); else s=0; c=0; fi
-  printf '%s\0%s\0%s\0' "$n" "$s" "$c"
+  if [ -f "$m" ]; then s=$(stat -c %s "$m"); else s=0; fi
+  printf '%s\0%s\0' "$n" "$s"
 done
 '''
 
@@ -52,18 +56,27 @@ class ListSurvey:
         return asdict(self)
 
 
-def list_folders(executor, inventory) -> dict[str, tuple[int, int]]:
-    """List names with (archive bytes, archive messages) from the Mailman 2 host."""
+def list_folders(executor, inventory) -> dict[str, int]:
+    """List names with the size of their archive mbox in bytes (0: none) from the Mailman 2 host."""
     host = legacy_host(inventory)
     result = executor.read(host.name, ["sh", "-c", _ARCHIVE_STATS, "sh", host.var("mailman2_var_dir")])
     if result.exited == 3:
         raise MigrateError(f"{host.name}: Mailman 2 folder {host.var('mailman2_var_dir')} does not exist")
     result.check()
     fields = result.stdout.split("\0")
-    if len(fields) % 3 != 1 or fields[-1]:
+    if len(fields) % 2 != 1 or fields[-1]:
         raise MigrateError(f"{host.name}: the list folder survey ended in the middle of a record: "
                            f"{result.stdout[-80:]!r}")
-    return {fields[i]: (int(fields[i + 1]), int(fields[i + 2])) for i in range(0, len(fields) - 1, 3)}
+    return {fields[i]: int(fields[i + 1]) for i in range(0, len(fields) - 1, 2)}
+
+
+def archive_messages(executor, inventory, name: str) -> int:
+    """How many messages a list's archive mbox holds, by the separator rule `archives.check` counts
+    with (`grep -c '^From '` would count every body line starting with `From ` too)."""
+    host = legacy_host(inventory)
+    path = posixpath.join(host.var("mailman2_var_dir"), "archives", "private", f"{name}.mbox", f"{name}.mbox")
+    data = executor.read_file(host.name, path)
+    return mbox.count_messages(data) if data else 0
 
 
 def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurvey]:
@@ -80,9 +93,11 @@ def survey(executor, inventory, names: list[str] | None = None) -> list[ListSurv
         if name not in folders:
             row.error = "no such list folder on Mailman 2"
             continue
-        row.archive_bytes, row.archive_messages = folders[name]
+        row.archive_bytes = folders[name]
         try:
             base = posixpath.join(host.var("mailman2_var_dir"), "lists", checked_name(name))
+            if row.archive_bytes:
+                row.archive_messages = archive_messages(executor, inventory, name)
             data = executor.read_file(host.name, f"{base}/config.pck")
             if data is None:
                 raise mm2.Mailman2DataError(name, "config.pck is missing")

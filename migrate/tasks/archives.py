@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from ..archives.hyperkitty import mailman_web_command, read_state, reader_runner
+from ..archives.missing import importer_lines
 from ..archives.steps import (
     ImportArchive, PrepareArchive, compare_archives, find_watermarks, mbox_path, read_archive_file, scan_bytes,
 )
@@ -31,8 +32,8 @@ SELECT_HELP = {
 }
 
 
-def _select(executor, inventory, names, all_, exclude) -> tuple[list[str], dict[str, tuple[int, int]]]:
-    """The chosen list names, and every list's (mbox bytes, messages) from the legacy host."""
+def _select(executor, inventory, names, all_, exclude) -> tuple[list[str], dict[str, int]]:
+    """The chosen list names, and every list's mbox size in bytes from the legacy host."""
     if bool(names) == bool(all_):
         raise Exit("error: name lists with --list L (repeatable) or pass --all", code=2)
     folders = list_folders(executor, inventory)
@@ -95,7 +96,7 @@ def prepare(c, list_=None, all=False, exclude=None, inventory=None, dry_run=Fals
     inv = load_inventory(c, inventory)
     with Connections(inv) as connections:
         names, folders = _select(Executor(connections), inv, list_, all, exclude)
-    chosen = [n for n in names if folders.get(n, (0, 0))[0] > 0 or n not in folders]
+    chosen = [n for n in names if folders.get(n, 0) > 0 or n not in folders]
     run = runner(c, inv, dry_run=dry_run, yes=yes, reason=reason, json=json)
     for name in sorted(set(names) - set(chosen)):
         run.reporter.info(f"{name}: no archive to prepare (empty or no mbox)")
@@ -159,7 +160,7 @@ def import_(c, list_=None, all=False, exclude=None, prestage=False, delta=False,
         run.reporter.warn(f"HyperKitty's database is {engine.engine}: it takes one writer at a time, "
                           "so lists are imported one after the other")
         parallel = 1
-    chosen = [n for n in names if folders.get(n, (0, 0))[0] > 0 or n not in folders]
+    chosen = [n for n in names if folders.get(n, 0) > 0 or n not in folders]
     for name in sorted(set(names) - set(chosen)):
         run.reporter.info(f"{name}: no archive to import (empty or no mbox)")
     base: dict = {}
@@ -170,12 +171,12 @@ def import_(c, list_=None, all=False, exclude=None, prestage=False, delta=False,
             run.reporter.error(problem)
             refused.append(name)
         base = {name: mark.to_dict() for name, mark in watermarks.items()}
-        unchanged = [n for n in chosen if n in watermarks and folders.get(n, (0, 0))[0] == watermarks[n].offset]
+        unchanged = [n for n in chosen if n in watermarks and folders.get(n, 0) == watermarks[n].offset]
         for name in unchanged:
             run.reporter.info(f"{name}: nothing new since run {watermarks[name].run}")
         chosen = [n for n in chosen if n not in problems and n not in unchanged]
     # Biggest first, and lists of similar size together: parallel imports of a step end together.
-    chosen.sort(key=lambda n: (-folders.get(n, (0, 0))[0], n))
+    chosen.sort(key=lambda n: (-folders.get(n, 0), n))
     size = max(1, int(batch), parallel)
     steps = [ImportArchive({"lists": group, "mode": mode, "parallel": parallel,
                             "base": {n: base[n] for n in group if n in base}})
@@ -319,7 +320,8 @@ def verify(c, list_=None, all=False, exclude=None, inventory=None, json=False):
         executor = Executor(connections)
         names, _ = _select(executor, inv, list_, all, exclude)
         watermarks, problems = find_watermarks(state_dir(c), names)
-        comparisons = compare_archives(StepContext(inv, executor), names, watermarks)
+        comparisons = compare_archives(StepContext(inv, executor), names, watermarks,
+                                       importer_problems=importer_lines(state_dir(c)))
     for problem in problems.values():
         reporter.warn(problem)
     failed = [c.list for c in comparisons if not c.ok]

@@ -32,7 +32,7 @@ def _select(executor, inventory, names, all_, exclude, order: str = "name") -> l
     chosen = [n for n in sorted(folders) if n not in set(exclude or [])]
     if order == "size":
         # Small lists first: problems show up early and the big ones do not hold up the rest.
-        chosen.sort(key=lambda n: (folders[n][0], n))
+        chosen.sort(key=lambda n: (folders[n], n))
     elif order != "name":
         raise Exit("error: --order is `name` or `size`", code=2)
     return chosen
