@@ -18,6 +18,7 @@ pickler would have written for the same value.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -31,6 +32,22 @@ _BATCH = 1000
 
 class Py2PickleError(TypeError):
     """A value has no Python 2 pickle form (or would not read back as the same value)."""
+
+
+# GLOBAL carries the module and the class as bare lines, read up to the next newline: anything
+# outside a dotted identifier (a newline above all, which a protocol 4 STACK_GLOBAL in a hostile
+# config.pck can put into a stand-in's name) would end the name early and be read as opcodes.
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_CLASS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _class_lines(legacy_class: str) -> bytes:
+    """b"module\nname\n" as GLOBAL carries them, for a class name a pickle can carry."""
+    module, _, name = legacy_class.rpartition(".")
+    if not (_MODULE_NAME.fullmatch(module) and _CLASS_NAME.fullmatch(name)):
+        raise Py2PickleError(f"class name {legacy_class[:80]!r} is not a dotted Python identifier; "
+                             "a pickle cannot name it")
+    return module.encode("ascii") + b"\n" + name.encode("ascii") + b"\n"
 
 
 class _Writer:
@@ -176,12 +193,12 @@ class _Writer:
         # `pickled_args` and the state either merged into its attributes or in `pickled_state`.
         if self.fetch(obj):
             return
-        module, _, name = type(obj).legacy_class.rpartition(".")
+        class_lines = _class_lines(type(obj).legacy_class)
         attributes = dict(vars(obj))
         args = attributes.pop("pickled_args", ())
         state = attributes.pop("pickled_state", attributes)
         self.out += b"("
-        self.out += b"c" + module.encode("ascii") + b"\n" + name.encode("ascii") + b"\n"  # GLOBAL
+        self.out += b"c" + class_lines  # GLOBAL
         for arg in args:
             self.save(arg)
         self.out += b"o"  # OBJ

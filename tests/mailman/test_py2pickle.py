@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migrate.lab.mailman2_seed import Unicode, generate_tree, py2_pickle
-from migrate.mailman.mm2 import BounceInfo, Py2Unicode, load_config
+from migrate.mailman.mm2 import BounceInfo, Py2Unicode, load_config, stand_in_class
 from migrate.mailman.py2pickle import Py2PickleError, dumps_py2
 
 
@@ -164,3 +164,41 @@ def test_reads_like_the_lab_generators_pickle():
     ours = load_config(dumps_py2(load_config(py2_pickle(original, protocol=2), list_name="x")), list_name="x")
 
     assert shape(ours) == shape(load_config(py2_pickle(original), list_name="x"))
+
+
+# --- class names after GLOBAL / INST ------------------------------------------------------------------
+
+
+def stack_global_instance(module: bytes, name: bytes) -> bytes:
+    """A protocol 4 pickle of {"x": <instance of module.name>}: STACK_GLOBAL takes both names from
+    strings, so unlike GLOBAL they may hold a newline."""
+    return (b"\x80\x04}\x8c\x01x\x8c" + bytes([len(module)]) + module + b"\x8c" + bytes([len(name)]) + name
+            + b"\x93)\x81s.")
+
+
+def test_a_class_name_with_a_newline_read_from_a_pickle_is_refused_not_written():
+    # Written raw after GLOBAL, the part after the newline would be read as opcodes by import21.
+    config = load_config(stack_global_instance(b"Mailman.Bouncer", b"_BounceInfo\ncos\nsystem"), list_name="x")
+
+    with pytest.raises(Py2PickleError, match="not a dotted Python identifier"):
+        dumps_py2(config)
+
+
+@pytest.mark.parametrize(("module", "name"), [
+    ("Mailman.Bouncer", "_BounceInfo\n"),
+    ("Mailman.Bouncer\ncos", "system"),
+    ("Mailman.Bouncer", "Bounce Info"),
+    ("Mailman..Bouncer", "_BounceInfo"),
+    ("Mailman.Bouncer", "_Bounce-Info"),
+    ("Mailman.Bouncer", "_BounceInf\u00f6"),
+    ("Mailman.Bouncer", "_BounceInfo\r"),
+])
+def test_class_names_that_are_not_dotted_identifiers_are_refused(module, name):
+    with pytest.raises(Py2PickleError, match="not a dotted Python identifier"):
+        dumps_py2({"x": stand_in_class(module, name)()})
+
+
+def test_mailman2_class_names_are_written_as_they_are():
+    data = dumps_py2({"x": stand_in_class("Mailman.Bouncer", "_BounceInfo")()})
+
+    assert b"cMailman.Bouncer\n_BounceInfo\n" in data
