@@ -15,6 +15,7 @@ from hypothesis.errors import NonRoundTrippableCharactersWarning
 from migrate.core.errors import MigrateError
 from migrate.lab.mailman2_seed import generate_tree, py2_pickle
 from migrate.mailman import mm2
+from migrate.mailman.py2pickle import dumps_py2
 from migrate.mailman.mm2 import (
     BounceInfo,
     Mailman2DataError,
@@ -358,6 +359,75 @@ def test_older_request_records_are_read_and_untyped_ones_inferred():
     assert {(p.where, p.kind) for p in requests.problems} == {("request 4", "converted"), ("request 5", "dropped")}
 
 
+# --- protocol 0 pickles (Python 2's default) with 8-bit str -------------------------------------------
+
+# (language, charset, description, info, member real name): the text as the list owner typed it.
+PROTOCOL0_LISTS = {
+    "ellinika": ("el", "iso-8859-7", "Ελληνική λίστα συζητήσεων",
+                 "Καλώς ήρθατε! Γράφετε στα ελληνικά.\nΆρθρα, σχόλια, ερωτήσεις.\n", "Γιώργος Παπαδόπουλος"),
+    "kultur": ("de", "iso-8859-1", "Grüße aus Köln", "Änderungen der Öffnungszeiten, Straßenfest.\n",
+               "Jürgen Weiß"),
+    "novosti": ("ru", "koi8-r", "Новости и обсуждения", "Пишите по-русски, ёлки-палки!\n", "Пётр Ильич"),
+    "dyskusja": ("pl", "iso-8859-2", "Zażółć gęślą jaźń", "Łódź, Gdańsk, Kraków.\n", "Łukasz Żółkiewski"),
+    "nihongo": ("ja", "euc-jp", "日本語のメーリングリスト", "質問はお気軽にどうぞ。\n", "山田太郎"),
+}
+
+
+def protocol0_config(language: str, charset: str, description: str, info: str, real_name: str) -> bytes:
+    """A config.pck as Python 2's pickle.dump(dict, fp) wrote it, texts in the list charset."""
+    member = "member@example.org"
+    config = {
+        "real_name": b"Liste", "host_name": b"lists.example.org", "preferred_language": language.encode(),
+        "description": description.encode(charset), "info": info.encode(charset),
+        "members": {member.encode(): 0}, "digest_members": {}, "owner": [b"owner@example.org"],
+        "usernames": {member.encode(): real_name.encode(charset)},
+        "delivery_status": {member.encode(): (2, 1262304000.5)}, "user_options": {member.encode(): 0},
+    }
+    return dumps_py2(config, protocol=0)
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL0_LISTS))
+def test_protocol0_config_with_8bit_text_reads_every_character(name):
+    language, charset, description, info, real_name = PROTOCOL0_LISTS[name]
+    data = protocol0_config(language, charset, description, info, real_name)
+    assert data[:1] != b"\x80" and b"S'\\x" in data  # protocol 0, 8-bit bytes as escapes
+
+    s = read_list(data, list_name=name, charset=charset)
+
+    assert (s.description, s.info, s.charset) == (description, info, charset)
+    assert s.subscriber("member@example.org").real_name == real_name
+    assert s.subscriber("member@example.org").delivery == "by_user"
+    assert s.problems == ()
+
+
+def test_protocol0_greek_list_is_read_in_its_languages_charset():
+    language, charset, description, info, real_name = PROTOCOL0_LISTS["ellinika"]
+
+    s = read_list(protocol0_config(language, charset, description, info, real_name), list_name="ellinika")
+
+    assert s.charset == "iso-8859-7" and s.description == description and s.info == info
+
+
+def test_protocol0_shift_jis_with_backslash_and_quote_bytes():
+    # Shift_JIS second bytes include 0x5c (表 is 0x95 0x5c) and 0x27: escaped in the repr().
+    text = "表示ソフト'能'\\"
+    data = protocol0_config("ja", "shift_jis", text, text + "\n", "表")
+
+    s = read_list(data, list_name="sjis", charset="shift_jis")
+
+    assert (s.description, s.info, s.subscriber("member@example.org").real_name) == (text, text + "\n", "表")
+
+
+def test_protocol0_request_pck_with_8bit_subjects():
+    subject = "Ερώτηση για τη συνάντηση".encode("iso-8859-7")
+    db = {"version": (0, 1), 1: (1, (10.0, b"a@example.com", subject, b"Too big", b"heldmsg-x-1.txt", {}))}
+
+    requests = load_requests(dumps_py2(db, protocol=0), list_name="ellinika", charset="iso-8859-7")
+
+    assert [m.subject for m in requests.held_messages] == ["Ερώτηση για τη συνάντηση"]
+    assert requests.version == 1 and requests.problems == ()
+
+
 # --- broken and hostile input ---------------------------------------------------------------------
 
 
@@ -449,6 +519,19 @@ def test_arbitrary_bytes_load_or_raise_mailman2_data_error(data):
 @given(st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)), min_size=1, max_size=4))
 def test_damaged_real_pickles_load_or_raise_mailman2_data_error(var_dir, damage):
     data = bytearray(config_bytes(var_dir, "moderation-rules"))
+    for position, value in damage:
+        data[position % len(data)] = value
+    try:
+        config = load_config(bytes(data), list_name="damaged")
+    except Mailman2DataError:
+        return
+    summarize_config(config, list_name="damaged")
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)), min_size=1, max_size=4))
+def test_damaged_protocol0_pickles_load_or_raise_mailman2_data_error(damage):
+    data = bytearray(protocol0_config(*PROTOCOL0_LISTS["ellinika"]))
     for position, value in damage:
         data[position % len(data)] = value
     try:

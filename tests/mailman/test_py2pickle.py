@@ -269,6 +269,12 @@ def test_protocol0_plain_load_decodes_byte_strings_like_import21(config):
         assert loaded == as_import21_sees(config, charset)
 
 
+@given(st.dictionaries(byte_text, values(byte_text), max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_load_config_reads_back_exactly_what_protocol0_wrote(config):
+    assert shape(load_config(dumps_py2(config, protocol=0), list_name="prop")) == shape(config)
+
+
 def test_only_protocols_0_and_2_are_written():
     with pytest.raises(ValueError, match="protocol 0 or 2"):
         dumps_py2({}, protocol=1)
