@@ -343,3 +343,53 @@ def test_writer_refuses_what_python2_could_not_hold():
         py2_pickle({1, 2})
     with pytest.raises(ValueError):
         seed.Py2Pickler(protocol=3)
+
+
+# --- lists saved in protocol 0, written when asked ----------------------------------------------
+
+GREEK_DESCRIPTION = "Ελληνική λίστα συζητήσεων: καλημέρα σας"
+GREEK_INFO = "Καλώς ήρθατε στη λίστα!\nΆρθρα, σχόλια και ερωτήσεις στα ελληνικά.\n"
+
+
+def test_protocol0_lists_are_written_only_when_asked_and_leave_the_rest_alone(tmp_path):
+    plain = generate_tree(tmp_path / "plain", lists=13, members=12, seed=5)
+    with_protocol0 = generate_tree(tmp_path / "p0", lists=13, members=12, seed=5, protocol0=True)
+
+    assert with_protocol0 == plain + list(seed.PROTOCOL0_LISTS)
+    extra = {f"lists/{name}/{file}" for name in seed.PROTOCOL0_LISTS for file in ("config.pck", "request.pck")}
+    p0 = snapshot(tmp_path / "p0")
+    assert set(p0) - set(snapshot(tmp_path / "plain")) == extra
+    assert {k: v for k, v in p0.items() if k not in extra} == snapshot(tmp_path / "plain")
+
+
+def test_the_greek_list_is_a_python2_protocol0_pickle_with_8bit_str(tmp_path):
+    names = seed.generate_protocol0_lists(tmp_path / "var", members=12, seed=5)
+    assert names == ["ellinika-el"]
+    data = (tmp_path / "var" / "lists" / "ellinika-el" / "config.pck").read_bytes()
+
+    assert data[:1] == b"(" and b"\\x" in data  # MARK, DICT: protocol 0 has no PROTO header
+    assert all(line.isascii() for line in data.split(b"\n") if line.startswith(b"S"))
+    # Python 3's own unpickler, as import21 runs it, with the list's charset.
+    config = pickle.loads(data, encoding="iso-8859-7")
+    assert (config["description"], config["info"]) == (GREEK_DESCRIPTION, GREEK_INFO)
+    assert config["preferred_language"] == "el" and len(config["members"]) + len(config["digest_members"]) == 12
+    assert "Γιώργος Παπαδόπουλος" in config["usernames"].values()
+    raw = pickle.loads(data, encoding="bytes")
+    assert raw[b"description"] == GREEK_DESCRIPTION.encode("iso-8859-7")
+    requests = (tmp_path / "var" / "lists" / "ellinika-el" / "request.pck").read_bytes()
+    assert requests[:1] == b"(" and pickle.loads(requests) == {"version": (0, 1)}
+    assert seed.PROTOCOL0_LISTS["ellinika-el"].charset == "iso-8859-7"
+
+
+def test_writer_hands_protocol0_to_py2pickle_with_the_same_types():
+    info = seed._BounceInfo("a@example.org", 1.0, (2011, 4, 1), 3)
+    value = {"b": b"\xc1", "u": Unicode("Ζ"), "a": "ascii", "n": [1, (2, None)], "info": info}
+
+    data = py2_pickle(value, 0)
+
+    with mailman2_modules():
+        loaded = pickle.loads(data, encoding="bytes")
+    assert {k: v for k, v in loaded.items() if k != b"info"} == {b"b": b"\xc1", b"u": "Ζ", b"a": b"ascii",
+                                                               b"n": [1, (2, None)]}
+    assert vars(loaded[b"info"]) == {k.encode(): v.encode() if isinstance(v, str) else v
+                                     for k, v in vars(info).items()}
