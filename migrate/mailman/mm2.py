@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..core.errors import MigrateError
-from .pickle_guard import PickleRefused, check_opcodes, truncated
+from .pickle_guard import PickleRefused, check_opcodes, check_values, truncated
 
 
 class Mailman2DataError(MigrateError):
@@ -272,9 +272,11 @@ def _unpickle(data: bytes, *, list_name: str, what: str) -> Any:
         # Mailman writes the pickle and nothing else; extra bytes mean two writes got mixed up.
         raise Mailman2DataError(list_name, f"{what} has {trailing} bytes after the end of its pickle")
     try:
-        return _as_text(obj, {})
-    except RecursionError:
-        raise Mailman2DataError(list_name, f"{what} is nested too deeply to be a Mailman 2 file") from None
+        check_values(obj, what=what, size=len(data))
+    except PickleRefused as refused:
+        advice = f"restore {what} from a backup, or leave the list out (--exclude {list_name})"
+        raise Mailman2DataError(list_name, f"{refused}; {advice}") from None
+    return _as_text(obj, {})
 
 
 def _as_text(obj: Any, memo: dict[int, Any]) -> Any:

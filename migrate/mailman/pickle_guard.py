@@ -1,9 +1,15 @@
-"""Checks a Mailman 2 pickle passes before the unpickler runs on it.
+"""Checks a Mailman 2 pickle passes before and after the unpickler runs on it.
 
-A pickle is read twice: first its opcode stream is walked without running anything, so that damage
-is found before the C unpickler acts on it (it sizes its memo by the index a PUT carries, and one
-damaged byte can make it allocate gigabytes). Each refusal is a `PickleRefused` whose message says
-what is wrong with the file; the caller adds the list it belongs to.
+- `check_opcodes`, before: the opcode stream is walked without running anything, so that damage
+  is found before the C unpickler acts on it (it sizes its memo by the index a PUT carries, and
+  one damaged byte can make it allocate gigabytes).
+- `check_values`, after: the unpickled value must be shaped like something Mailman 2 wrote (see
+  `core.bounds`): no part that contains itself, no deep nesting, no tree vastly larger than the
+  file. A 436-byte pickle of tuples that each hold the one below twice is 2**40 values to repr()
+  or to any converter; a list appended to itself is endless.
+
+Each refusal is a `PickleRefused` whose message says what is wrong with the file; the caller adds
+the list it belongs to.
 
 The walk is `pickletools.genops` with one difference: genops undoes the escapes of a protocol 0
 STRING and then decodes the result as ASCII, which fails on every 8-bit byte. Python 2 wrote a
@@ -18,7 +24,9 @@ import codecs
 import io
 import pickletools
 import warnings
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from ..core.bounds import ShapeError, check_shape, expansion_limit, label
 
 # How the opcode readers say the stream ended in the middle of the pickle.
 _RAN_OUT_OF_DATA = ("exhausted", "not enough data", "remain", "no newline found")
@@ -89,3 +97,29 @@ def check_opcodes(data: bytes, *, what: str) -> None:
         if any(sign in str(exc) for sign in _RAN_OUT_OF_DATA):
             raise PickleRefused(truncated(what)) from None
         raise PickleRefused(f"{what} is not a readable pickle ({exc})") from None
+
+
+def _parts(value: Any) -> Iterable[tuple[str, Any]] | None:
+    if isinstance(value, dict):
+        return ((label(key), part) for key, item in value.items() for part in (key, item))
+    if isinstance(value, (list, tuple)):
+        return ((f"[{i}]", item) for i, item in enumerate(value))
+    attributes = getattr(value, "__dict__", None)
+    if isinstance(attributes, dict) and not isinstance(value, type):
+        # A stand-in instance: its pickled state and arguments.
+        return ((f".{name}", item) for name, item in attributes.items())
+    return None
+
+
+def _weight(value: Any) -> int:
+    return 1 + len(value) if isinstance(value, (str, bytes)) else 1
+
+
+def check_values(value: Any, *, what: str, size: int) -> None:
+    """Refuse an unpickled value of `what` (a file of `size` bytes) that is shaped like no Mailman 2
+    file: one that contains itself, nests too deeply or stands for a vastly larger tree."""
+    try:
+        check_shape(value, _parts, limit=expansion_limit(size), weight=_weight)
+    except ShapeError as shape:
+        raise PickleRefused(f"{what} is shaped like no Mailman 2 file: its value at {shape.path or 'the top'} "
+                            f"{shape.problem}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import warnings
@@ -13,9 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import NonRoundTrippableCharactersWarning
 
 from migrate.core.errors import MigrateError
-from migrate.lab.mailman2_seed import generate_tree, py2_pickle
-from migrate.mailman import mm2
-from migrate.mailman.py2pickle import dumps_py2
+from migrate.lab import mailman2_seed
+from migrate.lab.mailman2_seed import generate_tree, mailman2_modules, py2_pickle
+from migrate.mailman import convert, mm2
 from migrate.mailman.mm2 import (
     BounceInfo,
     Mailman2DataError,
@@ -27,6 +28,9 @@ from migrate.mailman.mm2 import (
     read_list,
     summarize_config,
 )
+from migrate.mailman.py2pickle import dumps_py2
+
+from ..helpers.bounded import run_bounded
 
 
 @pytest.fixture(scope="module")
@@ -539,3 +543,137 @@ def test_damaged_protocol0_pickles_load_or_raise_mailman2_data_error(damage):
     except Mailman2DataError:
         return
     summarize_config(config, list_name="damaged")
+
+
+# --- inputs that used to hang or crash a run: shared values, cycles, nesting ---------------------
+
+
+def dag(levels: int) -> tuple:
+    """A value of `levels` tuples, each holding the one below twice: small as a pickle (the memo
+    refers to each tuple once), 2**levels leaves when walked as a tree."""
+    value: tuple = ("leaf",)
+    for _ in range(levels):
+        value = (value, value)
+    return value
+
+
+def hostile_config(**values) -> bytes:
+    member = "a@example.org"
+    config = {"real_name": "Hostile", "preferred_language": "en", "host_name": "lists.example.org",
+              "members": {member: 0}, "digest_members": {}, "owner": ["owner@example.org"],
+              "user_options": {member: 0}, "passwords": {member: "secret"}}
+    config.update(values)
+    return dumps_py2(config)
+
+
+def read_summarize_convert(data: bytes, list_name: str) -> None:
+    """Everything a migration does with a config.pck before it talks to Mailman 3."""
+    config = load_config(data, list_name=list_name)
+    summarize_config(config, list_name=list_name)
+    convert.clean_config_for_import(config, list_name=list_name)
+    json.dumps(convert.conversion_report(config, list_name=list_name).to_dict(), default=str)
+    convert.expected_state(config, fqdn_listname=f"{list_name}@lists.example.org")
+
+
+def read_requests(data: bytes, list_name: str) -> None:
+    load_requests(data, list_name=list_name)
+
+
+def refused_quickly(function, *args) -> str:
+    """The message of the Mailman2DataError function(*args) raises, within seconds."""
+    outcome = run_bounded(function, *args, seconds=20)
+    assert outcome.raised == "Mailman2DataError", outcome
+    return outcome.message
+
+
+def test_a_dag_of_40_levels_in_delivery_status_is_refused_quickly():
+    data = hostile_config(delivery_status={"a@example.org": dag(40)})
+    assert len(data) < 700
+
+    message = refused_quickly(read_summarize_convert, data, "dag")
+
+    assert message.startswith("Mailman 2 list dag: config.pck")
+    assert "['delivery_status']['a@example.org']" in message and "--exclude dag" in message
+
+
+def test_a_dag_in_the_version_of_request_pck_is_refused_quickly():
+    data = dumps_py2({"version": (0, dag(40)), 1: (3, "leaver@example.org")})
+
+    message = refused_quickly(read_requests, data, "dag")
+
+    assert message.startswith("Mailman 2 list dag: request.pck") and "['version']" in message
+
+
+def test_a_dag_inside_a_mailman2_object_is_refused_quickly():
+    bounce = mailman2_seed._BounceInfo("a@example.org", 1.0, dag(40), 3)
+    data = py2_pickle({"real_name": b"x", "bounce_info": {b"a@example.org": bounce}}, 2)
+
+    message = refused_quickly(read_summarize_convert, data, "dag")
+
+    assert message.startswith("Mailman 2 list dag: config.pck") and "['bounce_info']" in message
+
+
+@pytest.mark.parametrize("where", ["owner", "ban_list", "topics"])
+def test_a_list_that_contains_itself_is_refused(where):
+    itself: list = ["x@example.org"]
+    itself.append(itself)
+
+    message = refused_quickly(read_summarize_convert, hostile_config(**{where: itself}), "loop")
+
+    assert message.startswith("Mailman 2 list loop: config.pck")
+    assert f"['{where}']" in message and "contains itself" in message
+
+
+def test_a_dict_that_contains_itself_is_refused():
+    itself: dict = {}
+    itself["again"] = itself
+
+    message = refused_quickly(read_summarize_convert, hostile_config(usernames=itself), "loop")
+
+    assert "['usernames']['again']" in message and "contains itself" in message
+
+
+def test_a_cycle_through_a_tuple_is_refused():
+    # EMPTY_LIST BINPUT 2, BINGET 2, TUPLE1, APPEND: owner = L where L == [(L,)]; Python 3's
+    # pickle cannot write this, Python 2's could.
+    data = b"\x80\x02}q\x00U\x05ownerq\x01]q\x02h\x02\x85q\x03as."
+
+    message = refused_quickly(read_summarize_convert, data, "loop")
+
+    assert "['owner']" in message and "contains itself" in message
+
+
+def test_values_nested_deeper_than_any_mailman2_file_are_refused():
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+
+    message = refused_quickly(read_summarize_convert, hostile_config(topics=deep), "deep")
+
+    assert "nested too deeply" in message and "['topics']" in message
+
+
+def test_real_shaped_pickles_still_read_exactly_as_a_plain_unpickle_reads_them(tmp_path):
+    generate_tree(tmp_path, lists=13, members=400, seed=4, protocol0=True)
+    for path in sorted((tmp_path / "lists").glob("*/*.pck")):
+        data = path.read_bytes()
+        with mailman2_modules():
+            plain = pickle.loads(data, encoding="latin-1")
+
+        ours = load_config(data, list_name=path.parent.name) if path.name == "config.pck" else None
+
+        if ours is not None:
+            assert comparable(ours) == comparable(plain), path
+        else:
+            assert load_requests(data, list_name=path.parent.name).problems == ()
+
+
+def comparable(value):
+    """A loaded value with stand-in instances replaced by their class name and attributes."""
+    if isinstance(value, dict):
+        return {comparable(k): comparable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(comparable(item) for item in value)
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        return ("instance", {k: comparable(v) for k, v in vars(value).items() if k != "pickled_args"})
+    return value
