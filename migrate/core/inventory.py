@@ -43,6 +43,7 @@ from typing import Any, Callable, Final, Literal, NoReturn
 
 import yaml
 
+from .bounds import ShapeError, compose_yaml
 from .errors import InventoryError, MigrateError, SecretError
 from .secrets import Secret, check_secret_file, from_env, from_file
 
@@ -404,11 +405,18 @@ class _Reader:
     def _parse(self, text: str) -> Any:
         loader = _YAMLLoader(text)
         try:
-            node = loader.get_single_node()
+            node = compose_yaml(loader, size=len(text.encode("utf-8")))
             if node is None:
                 return None
             self._index(node, "", set())
             return loader.construct_document(node)
+        except ShapeError as shape:
+            # A document that contains itself, nests too deeply or whose aliases make it vast
+            # would hang or crash every task that loads the inventory.
+            line = f" (line {shape.at.start_mark.line + 1})" if isinstance(shape.at, yaml.Node) else ""
+            advice = "no inventory nests that deep" if shape.kind == "depth" else \
+                "check the anchors (&name) and aliases (*name) there"
+            raise InventoryError(self.path, shape.path or FILE_KEY, f"{shape.problem}{line}; {advice}") from None
         except yaml.MarkedYAMLError as exc:
             # Only the problem and position: PyYAML's snippet of the line could show a secret
             # someone pasted by mistake.
