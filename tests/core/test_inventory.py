@@ -858,3 +858,27 @@ def test_aliases_that_repeat_a_block_for_many_hosts_still_load(tmp_path: Path) -
     inventory = load_inventory(path)
 
     assert len(inventory.hosts) == 200 and inventory.host("h199").var("v39") == ["x", "y", "z"]
+
+
+# -- duplicate keys YAML reads as the same key --------------------------------------------------
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("yes", "true"), ("on", "True"), ("Yes", "ON"), ("no", "false"), ("off", "FALSE"),  # booleans (YAML 1.1)
+    ("1", "0x1"), ("8", "010"), ("1", "+1"), ("1000", "1_000"),  # the same integer
+    ("1", "true"), ("0", "no"), ("1", "1.0"),  # equal in the mapping PyYAML builds (True == 1 == 1.0)
+    ("~", "null"), (".nan", ".NaN"), (".inf", "+.Inf"), ("2001-02-03t04:05:06Z", "2001-2-3 4:05:06Z"),
+])
+def test_duplicate_keys_spelled_differently_are_refused(tmp_path: Path, first: str, second: str) -> None:
+    error = load_error(tmp_path, MINIMAL + f"    vars:\n      flags:\n        {first}: a\n        {second}: b\n")
+
+    assert error.key == f"hosts.eugeni.vars.flags.{second}"
+    assert "defined twice (lines 6 and 7" in error.problem and first in error.problem
+
+
+@pytest.mark.parametrize(("first", "second"), [("yes", "'yes'"), ("1", "'1'"), ("1", "2"), ("a", "A"),
+                                               ("2001-02-03", "2001-2-3")])
+def test_keys_yaml_reads_as_different_keys_may_both_appear(tmp_path: Path, first: str, second: str) -> None:
+    path = write(tmp_path, MINIMAL + f"    vars:\n      flags:\n        {first}: a\n        {second}: b\n")
+
+    assert len(load_inventory(path).host("eugeni").var("flags")) == 2
