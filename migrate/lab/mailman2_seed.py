@@ -16,9 +16,7 @@ including the charset traps: `pickle.load(f, encoding='latin-1')` yields latin-1
 `encoding='bytes'` yields the raw bytes, and a UTF-8 loader chokes on or drops iso-8859 text.
 
 Fixed, well-known lists exercise each special case (see SPECIAL_LISTS); filler lists make up the
-requested count. Lists saved in protocol 0, Python 2's default, with 8-bit text as `\\xNN` escapes
-(PROTOCOL0_LISTS) are added only when asked, so the default tree stays as it was. Output depends
-only on the arguments: the same seed gives identical bytes.
+requested count. Output depends only on the arguments: the same seed gives identical bytes.
 """
 
 from __future__ import annotations
@@ -33,9 +31,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
-
-from ..mailman.mm2 import BounceInfo, Py2Unicode
-from ..mailman.py2pickle import dumps_py2
 
 # Mailman 2.1 constants the generated data uses (Defaults.py, MemberAdaptor.py, ListAdmin.py).
 NOT_METOO, ACKNOWLEDGE, DIGEST_PLAIN, CONCEAL = 2, 4, 8, 16
@@ -222,34 +217,8 @@ class Py2Pickler:
                 self.out += many
 
 
-def _py2pickle_values(obj: Any) -> Any:
-    """The generator's values in the types `py2pickle` takes: bytes and ASCII str stay Python 2 str,
-    `Unicode` becomes `Py2Unicode`, a `_BounceInfo` becomes the reader's `BounceInfo` stand-in."""
-    if isinstance(obj, Unicode):
-        return Py2Unicode(obj)
-    if isinstance(obj, str):
-        obj.encode("ascii")  # as Py2Pickler: other text must be encoded (bytes) or marked Unicode
-        return obj
-    if isinstance(obj, list):
-        return [_py2pickle_values(item) for item in obj]
-    if isinstance(obj, tuple):
-        return tuple(_py2pickle_values(item) for item in obj)
-    if isinstance(obj, dict):
-        return {_py2pickle_values(k): _py2pickle_values(v) for k, v in obj.items()}
-    if isinstance(obj, _BounceInfo):
-        info = BounceInfo()
-        info.__dict__.update({k: _py2pickle_values(v) for k, v in vars(obj).items()})
-        return info
-    return obj
-
-
 def py2_pickle(obj: Any, protocol: int = 1) -> bytes:
-    """The bytes Python 2's cPickle.dump(obj, fp, protocol) would have written for `obj`.
-
-    Protocol 0 (Python 2's default) is written by `py2pickle`, which has the text opcodes.
-    """
-    if protocol == 0:
-        return dumps_py2(_py2pickle_values(obj), protocol=0)
+    """The bytes Python 2's cPickle.dump(obj, fp, protocol) would have written for `obj`."""
     return Py2Pickler(protocol).dumps(obj)
 
 
@@ -310,18 +279,6 @@ SPECIAL_LISTS: dict[str, SpecialList] = {
         SpecialList("held-requests", "en", "us-ascii", (
             "request.pck with held posts, pending subscriptions and a pending unsubscription",
             "data/heldmsg-*.txt message files",
-        )),
-    )
-}
-
-# Written only when asked (generate_tree(protocol0=True), generate_protocol0_lists): config.pck and
-# request.pck as Python 2's pickle.dump(obj, fp) saved them, in protocol 0.
-PROTOCOL0_LISTS: dict[str, SpecialList] = {
-    s.name: s
-    for s in (
-        SpecialList("ellinika-el", "el", "iso-8859-7", (
-            "iso-8859-7 description, info and member real name (Greek)",
-            "config.pck and request.pck in protocol 0, 8-bit text as \\x escapes", "public archive",
         )),
     )
 }
@@ -541,11 +498,6 @@ _LANGUAGE_TEXT: dict[str, tuple[str, str, str]] = {
         "Größe, Übung, Straße – in UTF-8 gespeichert",
         "Diese Liste lief auf Debians Mailman-Paket ab 2.1.16.\nUmlaute: äöü ÄÖÜ ß, Euro: €\n",
     ),
-    "ellinika-el": (
-        "Ellinika-EL",
-        "Ελληνική λίστα συζητήσεων: καλημέρα σας",
-        "Καλώς ήρθατε στη λίστα!\nΆρθρα, σχόλια και ερωτήσεις στα ελληνικά.\n",
-    ),
 }
 
 _LANGUAGE_ARCHIVES: dict[str, tuple[int, int]] = {  # name → (archive_private, archive_volume_frequency)
@@ -557,7 +509,6 @@ _LANGUAGE_ARCHIVES: dict[str, tuple[int, int]] = {  # name → (archive_private,
     "novosti-ru": (0, 1),
     "tieng-viet": (1, 1),
     "debian-utf8-de": (0, 1),
-    "ellinika-el": (0, 1),
 }
 
 
@@ -583,8 +534,6 @@ def _language_list(rng: random.Random, spec: SpecialList, members: int, when: fl
         )
         # A name typed into the web UI is a Python 2 str in the list charset.
         roster.add(rng, "juergen.weiss@example.de", real_name=_enc("Jürgen Weiß", spec.charset))
-    elif spec.name == "ellinika-el":
-        roster.add(rng, "giorgos@example.gr", real_name=_enc("Γιώργος Παπαδόπουλος", spec.charset))
     config["owner"] = [f"owner@{DOMAIN}", f"{spec.name}-owner@example.com"]
     _fill(rng, roster, members)
     config.update(roster.attributes())
@@ -737,13 +686,11 @@ def _filler(rng: random.Random, name: str, members: int, when: float) -> tuple[d
     return config, {"version": (IGN, REQUESTS_FILE_SCHEMA_VERSION)}
 
 
-def generate_tree(var_dir: Path, *, lists: int = 12, members: int = 40, seed: int = 1,
-                  protocol0: bool = False) -> list[str]:
+def generate_tree(var_dir: Path, *, lists: int = 12, members: int = 40, seed: int = 1) -> list[str]:
     """Write a Mailman 2.1 var dir under `var_dir` and return the names of the lists written.
 
     All SPECIAL_LISTS are always written; filler lists (`team-01`, ...) bring the total up to
-    `lists`. Each list has `members` members, or more where its fixed cases need more. With
-    `protocol0`, the PROTOCOL0_LISTS follow (not counted in `lists`).
+    `lists`. Each list has `members` members, or more where its fixed cases need more.
     """
     if lists < 0 or members < 0:
         raise ValueError("lists and members must not be negative")
@@ -776,29 +723,14 @@ def generate_tree(var_dir: Path, *, lists: int = 12, members: int = 40, seed: in
     data_dir.mkdir(parents=True, exist_ok=True)
     for filename, text in held_files.items():
         (data_dir / filename).write_bytes(text)
-    if protocol0:
-        names += generate_protocol0_lists(var_dir, members=members, seed=seed)
     return names
 
 
-def generate_protocol0_lists(var_dir: Path, *, members: int = 40, seed: int = 1) -> list[str]:
-    """Write the PROTOCOL0_LISTS into `var_dir`, beside what it holds, and return their names."""
-    # A random stream of their own: the rest of the tree is the same with or without them.
-    rng = random.Random(f"protocol0-{seed}")
-    names = []
-    for index, spec in enumerate(PROTOCOL0_LISTS.values()):
-        config, requests = _language_list(rng, spec, members, EPOCH + index * 86400 * 29)
-        _write_list(Path(var_dir), spec.name, config, requests, protocol=0)
-        names.append(spec.name)
-    return names
-
-
-def _write_list(var_dir: Path, name: str, config: dict[str, Any], requests: dict[Any, Any],
-                protocol: int = 1) -> None:
+def _write_list(var_dir: Path, name: str, config: dict[str, Any], requests: dict[Any, Any]) -> None:
     list_dir = var_dir / "lists" / name
     list_dir.mkdir(parents=True, exist_ok=True)
-    (list_dir / "config.pck").write_bytes(py2_pickle(config, protocol))
-    (list_dir / "request.pck").write_bytes(py2_pickle(requests, protocol))
+    (list_dir / "config.pck").write_bytes(py2_pickle(config))
+    (list_dir / "request.pck").write_bytes(py2_pickle(requests))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -812,13 +744,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=40, help="members per list")
     parser.add_argument("--seed", type=int, default=1,
                         help="random seed; the same seed writes the same bytes")
-    parser.add_argument("--protocol0", action="store_true",
-                        help="also write the lists saved in protocol 0 (Python 2's default)")
     args = parser.parse_args(argv)
-    names = generate_tree(args.var_dir, lists=args.lists, members=args.members, seed=args.seed,
-                          protocol0=args.protocol0)
+    names = generate_tree(args.var_dir, lists=args.lists, members=args.members, seed=args.seed)
     for name in names:
-        spec = SPECIAL_LISTS.get(name) or PROTOCOL0_LISTS.get(name)
+        spec = SPECIAL_LISTS.get(name)
         print(f"{name}: {'; '.join(spec.covers) if spec else 'filler'}")
     return 0
 

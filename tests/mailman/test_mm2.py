@@ -15,6 +15,7 @@ from hypothesis.errors import NonRoundTrippableCharactersWarning
 
 from migrate.core.errors import MigrateError
 from migrate.lab import mailman2_seed
+from migrate.lab.mailman2_protocol0 import generate_protocol0_lists
 from migrate.lab.mailman2_seed import generate_tree, mailman2_modules, py2_pickle
 from migrate.mailman import convert, mm2
 from migrate.mailman.mm2 import (
@@ -654,7 +655,8 @@ def test_values_nested_deeper_than_any_mailman2_file_are_refused():
 
 
 def test_real_shaped_pickles_still_read_exactly_as_a_plain_unpickle_reads_them(tmp_path):
-    generate_tree(tmp_path, lists=13, members=400, seed=4, protocol0=True)
+    generate_tree(tmp_path, lists=13, members=400, seed=4)
+    generate_protocol0_lists(tmp_path, members=400, seed=4)
     for path in sorted((tmp_path / "lists").glob("*/*.pck")):
         data = path.read_bytes()
         with mailman2_modules():

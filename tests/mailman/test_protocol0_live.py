@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from migrate.lab.mailman2_seed import generate_protocol0_lists
+from migrate.lab.mailman2_protocol0 import generate_protocol0_lists
 from migrate.lab.mailman3 import Mailman3Core
 from migrate.lab.seeding import mailman2_var_dir, seed
 
@@ -19,7 +19,7 @@ from ..helpers import invoke, newest_run_id
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 NAME, DOMAIN, CHARSET = "ellinika-el", "lists.example.org", "iso-8859-7"
-# migrate/lab/mailman2_seed.py's input for the list, in the list's charset on the Mailman 2 side.
+# migrate/lab/mailman2_protocol0.py's input for the list, in the list's charset on the Mailman 2 side.
 DISPLAY_NAME = "Ellinika-EL"
 DESCRIPTION = "Ελληνική λίστα συζητήσεων: καλημέρα σας"
 INFO = "Καλώς ήρθατε στη λίστα!\nΆρθρα, σχόλια και ερωτήσεις στα ελληνικά.\n"
