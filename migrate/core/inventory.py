@@ -43,6 +43,7 @@ from typing import Any, Callable, Final, Literal, NoReturn
 
 import yaml
 
+from .bounds import ShapeError, compose_yaml
 from .errors import InventoryError, MigrateError, SecretError
 from .secrets import Secret, check_secret_file, from_env, from_file
 
@@ -404,11 +405,18 @@ class _Reader:
     def _parse(self, text: str) -> Any:
         loader = _YAMLLoader(text)
         try:
-            node = loader.get_single_node()
+            node = compose_yaml(loader, size=len(text.encode("utf-8")))
             if node is None:
                 return None
-            self._index(node, "", set())
+            self._index(loader, node, "", set())
             return loader.construct_document(node)
+        except ShapeError as shape:
+            # A document that contains itself, nests too deeply or whose aliases make it vast
+            # would hang or crash every task that loads the inventory.
+            line = f" (line {shape.at.start_mark.line + 1})" if isinstance(shape.at, yaml.Node) else ""
+            advice = "no inventory nests that deep" if shape.kind == "depth" else \
+                "check the anchors (&name) and aliases (*name) there"
+            raise InventoryError(self.path, shape.path or FILE_KEY, f"{shape.problem}{line}; {advice}") from None
         except yaml.MarkedYAMLError as exc:
             # Only the problem and position: PyYAML's snippet of the line could show a secret
             # someone pasted by mistake.
@@ -421,36 +429,53 @@ class _Reader:
         finally:
             loader.dispose()
 
-    def _index(self, node: yaml.Node, key_path: str, seen: set[int]) -> None:
+    def _index(self, loader: yaml.SafeLoader, node: yaml.Node, key_path: str, seen: set[int]) -> None:
         """Record the line of every key and refuse duplicate keys, which PyYAML would silently
         resolve by keeping the last one (a second `eugeni:` would replace the first)."""
         if id(node) in seen:  # an alias points at a node already indexed
             return
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            first_line: dict[tuple[str, Any], int] = {}
+            first: dict[Any, tuple[int, str]] = {}  # key as the mapping will hold it → (line, spelling)
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
                 child = f"{key_path}.{key}" if key_path else str(key)
                 line = key_node.start_mark.line + 1
-                identity = (key_node.tag, key)
-                if identity in first_line:
+                identity = self._key_identity(loader, key_node)
+                if identity in first:
+                    first_line, spelling = first[identity]
+                    same = "" if spelling == key else f", as {spelling!r} and {key!r}, which YAML reads as one key"
                     raise InventoryError(
                         self.path,
                         child,
-                        f"defined twice (lines {first_line[identity]} and {line}); "
+                        f"defined twice (lines {first_line} and {line}{same}); "
                         "YAML would silently keep only the last one",
                     )
-                first_line[identity] = line
+                first[identity] = (line, key)
                 self.lines.setdefault(child, line)
-                self._index(value_node, child, seen)
+                self._index(loader, value_node, child, seen)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 child = f"{key_path}[{i}]"
                 self.lines.setdefault(child, item.start_mark.line + 1)
-                self._index(item, child, seen)
+                self._index(loader, item, child, seen)
+
+    @staticmethod
+    def _key_identity(loader: yaml.SafeLoader, key_node: yaml.Node) -> Any:
+        """What the mapping will be keyed by. YAML 1.1 reads `yes`, `true` and `on` as True and
+        `1`, `0x1` and `+1` as 1, and a Python dict then also takes True, 1 and 1.0 for one key: two
+        keys are the same when the dict PyYAML builds would merge them."""
+        if isinstance(key_node, yaml.ScalarNode):
+            value = loader.construct_object(key_node)
+            try:
+                hash(value)
+            except TypeError:
+                pass
+            else:
+                return value
+        return ("node", id(key_node))
 
     # -- names and vars ----------------------------------------------------------------------
 

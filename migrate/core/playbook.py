@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from .bounds import ShapeError, safe_load_yaml
 from .errors import MigrateError
 from .step import Step, resolve_step
 
@@ -32,11 +33,15 @@ class Playbook:
 def load_playbook(path: str | Path) -> Playbook:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load_yaml(path.read_text())
     except FileNotFoundError:
         raise MigrateError(f"playbook {path} does not exist") from None
     except yaml.YAMLError as exc:
         raise MigrateError(f"{path}: not valid YAML: {exc}") from None
+    except ShapeError as shape:
+        advice = "no playbook nests that deep" if shape.kind == "depth" else \
+            "check the anchors (&name) and aliases (*name) there"
+        raise MigrateError(f"{path}: {shape}; {advice}") from None
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not data["steps"]:
         raise MigrateError(f"{path}: a playbook is a mapping with a non-empty `steps` list")
     unknown = set(data) - {"name", "description", "steps"}

@@ -2,8 +2,9 @@
 
 Everything here is pure: a config dict as `mm2.load_config` returns it goes in, data comes out.
 
-- `clean_config_for_import` writes the copy of config.pck handed to `mailman import21`, with the
-  few values import21 chokes on or mis-imports replaced; every replacement is a `Change`.
+- `clean_config_for_import` writes the copy of config.pck handed to `mailman import21`: the keys
+  import21 never reads (member passwords in clear among them) left out, the few values it chokes
+  on or mis-imports replaced; every difference is a `Change`.
 - `import_charset` is the `--charset` for import21: import21 decodes every Python 2 byte string of
   the pickle with it and silently drops the bytes that do not fit (`errors='ignore'`).
 - `rest_fixups` are the settings re-set through REST after import21 (description and info always,
@@ -30,6 +31,7 @@ from . import mm2
 from .mm2 import Mailman2Object, Py2Unicode
 from .model import COMPARED_SETTINGS, ListState, Membership
 from .py2pickle import dumps_py2
+from .unread_keys import leave_out
 
 # --- Mailman 3.3.10 vocabularies ------------------------------------------------------------------
 # Enum values as Mailman 3 stores them → the member name, which is how REST renders an enum
@@ -307,8 +309,7 @@ LEGACY_KEYS: dict[str, Rule] = {
                            "addresses a ban matches are not imported into any roster"),
     "passwords": _dropped("member passwords are not imported (importer.py: hashing them is too slow); "
                           "members set a new one in Postorius", secret=True, harmless=_never),
-    "bounce_info": _dropped("bounce scores and re-enable cookies do not carry over; reset to {} in the import "
-                            "copy"),
+    "bounce_info": _dropped("bounce scores and re-enable cookies do not carry over"),
     # -- moderation --
     "default_member_moderation": _converted("default_member_action", "with member_moderation_action: "
                                             "moderated lists get that action, others defer"),
@@ -553,7 +554,7 @@ class Change:
     """One difference between config.pck and the copy handed to import21, and why it was made."""
 
     key: str  # e.g. "bounce_info", "language[bob@example.org]", "header_filter_rules[3]"
-    action: str  # "reset", "removed", "replaced", "added"
+    action: str  # "dropped" (import21 does not read it), "removed", "replaced", "added"
     reason: str
     before: Any = None  # JSON-safe; secrets are never included
     after: Any = None
@@ -561,8 +562,6 @@ class Change:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-_SECRET_SHOWN = "(secret, not shown)"
 
 # Enum settings import21 converts by calling the Mailman 3 enum: a value outside it raises
 # ValueError, which import_config_pck does not catch, and the whole import stops.
@@ -611,30 +610,19 @@ def _known_language(code: Any, known: frozenset[str]) -> str:
 Fix = Callable[[dict[str, Any], frozenset[str]], list[Change]]
 
 
-def _fix_bounce_info(copy: dict[str, Any], languages: frozenset[str]) -> list[Change]:
-    if "bounce_info" not in copy or copy["bounce_info"] == {}:
-        return []
-    before = copy["bounce_info"]
-    copy["bounce_info"] = {}
-    return [Change("bounce_info", "reset", "bounce scores and re-enable cookies do not carry over to Mailman 3",
-                   f"{len(before)} entries" if isinstance(before, dict) else _summary_value(before), {})]
+def _fix_unread_keys(copy: dict[str, Any], languages: frozenset[str]) -> list[Change]:
+    return [Change(key, "dropped", f"not imported by import21: {LEGACY_KEYS[key].why}", held)
+            for key, held in leave_out(copy, LEGACY_KEYS)]
 
 
 def _fix_mailman2_objects(copy: dict[str, Any], languages: frozenset[str]) -> list[Change]:
     # cli_import.py gives the unpickler stand-ins for Mailman.Bouncer._BounceInfo only; any other
     # Mailman 2 class fails with AttributeError and import21 stops.
     changes = []
-    for key in [k for k, v in copy.items() if k != "bounce_info" and _contains_object(v)]:
+    for key in [k for k, v in copy.items() if _contains_object(v)]:
         del copy[key]
         changes.append(Change(key, "removed", "holds an instance of a Mailman 2 class import21 cannot unpickle"))
     return changes
-
-
-def _fix_mod_password(copy: dict[str, Any], languages: frozenset[str]) -> list[Change]:
-    if not copy.get("mod_password"):
-        return []
-    del copy["mod_password"]
-    return [Change("mod_password", "removed", LEGACY_KEYS["mod_password"].why, _SECRET_SHOWN, None)]
 
 
 def _fix_languages(copy: dict[str, Any], languages: frozenset[str]) -> list[Change]:
@@ -753,12 +741,12 @@ def _fix_member_records(copy: dict[str, Any], languages: frozenset[str]) -> list
     return changes
 
 
-# What clean_config_for_import changes, in order. Each entry is something import21 (Mailman 3.3.10)
-# stops on or stores wrongly; tests/mailman/test_convert.py shows the real import21 failing on each.
+# What clean_config_for_import changes, in order: first the keys import21 (Mailman 3.3.10) never
+# reads, then each thing it stops on or stores wrongly (tests/mailman/test_convert.py shows the real
+# import21 failing on each).
 IMPORT_FIXES: tuple[Fix, ...] = (
-    _fix_bounce_info,
+    _fix_unread_keys,
     _fix_mailman2_objects,
-    _fix_mod_password,
     _fix_languages,
     _fix_enums,
     _fix_scalars,
@@ -782,8 +770,9 @@ def clean_config_for_import(
 ) -> tuple[bytes, list[Change]]:
     """The config.pck to hand to import21, and every change made to it.
 
-    Resets bounce_info to {}, leaves out the unusable moderator password, and replaces what would
-    stop import21 (unknown languages, out-of-range enum values, blank sender-filter entries,
+    Leaves out every key import21 does not read (`unread_keys`: member, list and poster passwords,
+    bounce_info, welcome_msg, bookkeeping, the unusable moderator password), and replaces what
+    would stop import21 (unknown languages, out-of-range enum values, blank sender-filter entries,
     malformed header filter rules, delivery_status and user_options entries). Every other value
     is written back with its original bytes. `known_languages` is the target site's enabled
     languages when it has more than Mailman's defaults.
@@ -1407,6 +1396,8 @@ def conversion_report(config: Mapping[str, Any], *, list_name: str) -> Conversio
             report.notes.append(f"{name}: import21 stores {seen.get(LEGACY_SOURCE.get(name, name))!r}, "
                                 f"re-set through REST to {value!r}")
 
+    report.notes += [f"dropped: {change.key} ({change.before}, not imported by import21)" for change in changes
+                     if change.action == "dropped" and change.key in SECRET_KEYS and change.before != "not set"]
     _roster_findings(config, seen, report)
     _charset_losses(cleaned, charset, fixups, report)
     return report

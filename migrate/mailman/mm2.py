@@ -1,7 +1,8 @@
 """Read a Mailman 2.1 list's `config.pck` and `request.pck` from bytes into typed summaries.
 
 The files are Python 2 pickles: `MailList.Save()` and `ListAdmin` write them with
-`cPickle.dump(obj, fp, 1)` (binary protocol 1). A pickle is a program, so the unpickler here only
+`cPickle.dump(obj, fp, 1)` (binary protocol 1); files saved with Python 2's default, protocol 0,
+are read too (see `pickle_guard`). A pickle is a program, so the unpickler here only
 resolves classes under `Mailman.` and maps each to an inert stand-in; any other global (`os.system`,
 `__builtin__.eval`, ...) stops the load before anything runs.
 
@@ -23,13 +24,13 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
-import pickletools
 import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..core.errors import MigrateError
+from .pickle_guard import PickleRefused, check_opcodes, check_values, truncated
 
 
 class Mailman2DataError(MigrateError):
@@ -236,48 +237,23 @@ class _Mailman2Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not used by Mailman 2")
 
 
-# How pickletools.genops says the stream ended in the middle of the pickle.
-_RAN_OUT_OF_DATA = ("exhausted", "not enough data", "remain", "no newline found")
-
-def _truncated(what: str) -> str:
-    return f"{what} is truncated (the pickle ends before its STOP opcode)"
-
-
-# Opcodes that store into the unpickler's memo at the index they carry.
-_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
-
-
-def _check_opcodes(data: bytes, *, list_name: str, what: str) -> None:
-    """Walk the opcode stream without running it, so damage is found before unpickling.
-
-    The C unpickler sizes its memo by the index a PUT carries: one damaged byte can make it
-    allocate gigabytes. A real pickle never stores more memo entries than it has bytes.
-    """
-    try:
-        with warnings.catch_warnings():
-            # genops decodes protocol-0 strings with escape_decode, which warns about the stray
-            # backslashes damaged data is full of; the damage is reported below instead.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            for opcode, arg, position in pickletools.genops(data):
-                if opcode.name in _MEMO_PUTS and not 0 <= int(arg) <= len(data):
-                    problem = f"{what} is damaged: memo index {arg} at byte {position}"
-                    raise Mailman2DataError(list_name, problem)
-    except ValueError as exc:
-        if any(sign in str(exc) for sign in _RAN_OUT_OF_DATA):
-            raise Mailman2DataError(list_name, _truncated(what)) from None
-        raise Mailman2DataError(list_name, f"{what} is not a readable pickle ({exc})") from None
-
-
 def _unpickle(data: bytes, *, list_name: str, what: str) -> Any:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{what} must be given as bytes, not {type(data).__name__}")
     data = bytes(data)
     if not data:
         raise Mailman2DataError(list_name, f"{what} is empty")
-    _check_opcodes(data, list_name=list_name, what=what)
+    try:
+        check_opcodes(data, what=what)
+    except PickleRefused as refused:
+        raise Mailman2DataError(list_name, str(refused)) from None
     stream = io.BytesIO(data)
     try:
-        obj = _Mailman2Unpickler(stream).load()
+        with warnings.catch_warnings():
+            # Python 2 kept an unknown escape in a protocol 0 STRING as it stood, and so does the
+            # unpickler, with a DeprecationWarning that would only be noise in a run's output.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            obj = _Mailman2Unpickler(stream).load()
     except _RefusedGlobal as refused:
         raise Mailman2DataError(
             list_name,
@@ -287,7 +263,7 @@ def _unpickle(data: bytes, *, list_name: str, what: str) -> Any:
     except RecursionError:
         raise Mailman2DataError(list_name, f"{what} is nested too deeply to be a Mailman 2 file") from None
     except EOFError:
-        raise Mailman2DataError(list_name, _truncated(what)) from None
+        raise Mailman2DataError(list_name, truncated(what)) from None
     except Exception as exc:  # a damaged pickle can fail with almost any exception type
         problem = f"{what} is not a readable pickle ({type(exc).__name__}: {exc})"
         raise Mailman2DataError(list_name, problem) from exc
@@ -296,9 +272,11 @@ def _unpickle(data: bytes, *, list_name: str, what: str) -> Any:
         # Mailman writes the pickle and nothing else; extra bytes mean two writes got mixed up.
         raise Mailman2DataError(list_name, f"{what} has {trailing} bytes after the end of its pickle")
     try:
-        return _as_text(obj, {})
-    except RecursionError:
-        raise Mailman2DataError(list_name, f"{what} is nested too deeply to be a Mailman 2 file") from None
+        check_values(obj, what=what, size=len(data))
+    except PickleRefused as refused:
+        advice = f"restore {what} from a backup, or leave the list out (--exclude {list_name})"
+        raise Mailman2DataError(list_name, f"{refused}; {advice}") from None
+    return _as_text(obj, {})
 
 
 def _as_text(obj: Any, memo: dict[int, Any]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from migrate.core.inventory import (
     looks_secret,
 )
 from migrate.core.secrets import REDACTED, Secret, redact
+
+from ..helpers.bounded import run_bounded
 
 INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
 SHIPPED = sorted(INVENTORIES.glob("*.yaml"))
@@ -789,3 +792,93 @@ def test_any_document_loads_or_raises_inventory_error(tmp_path: Path, document: 
     else:
         assert inventory.hosts
 
+
+
+# -- YAML that stands for far more than it holds --------------------------------------------------
+
+# Each level refers nine times to the one above: 9**9 (387 million) strings from about 500 bytes.
+BILLION_LAUGHS = """\
+vars:
+  a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+  d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+  e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+  f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+  g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+  h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+  i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+hosts:
+  eugeni: {address: 127.0.0.11}
+"""
+
+
+def refused_quickly(path: Path) -> str:
+    """The message of the InventoryError load_inventory(path) raises, within seconds."""
+    outcome = run_bounded(load_inventory, path, seconds=20)
+    assert outcome.raised == "InventoryError", outcome
+    assert outcome.message.startswith(f"{path}: "), outcome.message
+    return outcome.message
+
+
+def test_a_billion_laughs_inventory_is_refused_quickly(tmp_path: Path) -> None:
+    path = write(tmp_path, BILLION_LAUGHS)
+    assert path.stat().st_size < 600
+
+    message = refused_quickly(path)
+
+    assert re.search(r": vars\.[a-i]\[\d\]: refers to shared values", message) and "(line " in message
+
+
+@pytest.mark.parametrize(("value", "where"), [
+    ("&a [*a]", "vars.loop"),
+    ("&m {x: *m}", "vars.loop"),
+    ("[1, &b [2, {y: *b}]]", "vars.loop[1]"),
+])
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path: Path, value: str, where: str) -> None:
+    path = write(tmp_path, f"vars:\n  loop: {value}\nhosts:\n  eugeni: {{address: 127.0.0.11}}\n")
+
+    message = refused_quickly(path)
+
+    assert f": {where}: " in message and "contains itself" in message and "line 2" in message
+
+
+@pytest.mark.parametrize("levels", [60, 3000])
+def test_nesting_deeper_than_any_inventory_needs_is_refused(tmp_path: Path, levels: int) -> None:
+    path = write(tmp_path, "vars:\n  deep: " + "[" * levels + "]" * levels + "\nhosts:\n  eugeni: {address: 127.0.0.11}\n")
+
+    assert "nested too deeply" in refused_quickly(path)
+
+
+def test_aliases_that_repeat_a_block_for_many_hosts_still_load(tmp_path: Path) -> None:
+    hosts = "".join(f"  h{i}: {{address: 127.0.0.{i + 20}, vars: *common}}\n" for i in range(200))
+    path = write(tmp_path, "vars:\n  common: &common {" + ", ".join(f"v{i}: [x, y, z]" for i in range(40))
+                 + "}\nhosts:\n" + hosts)
+
+    inventory = load_inventory(path)
+
+    assert len(inventory.hosts) == 200 and inventory.host("h199").var("v39") == ["x", "y", "z"]
+
+
+# -- duplicate keys YAML reads as the same key --------------------------------------------------
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("yes", "true"), ("on", "True"), ("Yes", "ON"), ("no", "false"), ("off", "FALSE"),  # booleans (YAML 1.1)
+    ("1", "0x1"), ("8", "010"), ("1", "+1"), ("1000", "1_000"),  # the same integer
+    ("1", "true"), ("0", "no"), ("1", "1.0"),  # equal in the mapping PyYAML builds (True == 1 == 1.0)
+    ("~", "null"), (".nan", ".NaN"), (".inf", "+.Inf"), ("2001-02-03t04:05:06Z", "2001-2-3 4:05:06Z"),
+])
+def test_duplicate_keys_spelled_differently_are_refused(tmp_path: Path, first: str, second: str) -> None:
+    error = load_error(tmp_path, MINIMAL + f"    vars:\n      flags:\n        {first}: a\n        {second}: b\n")
+
+    assert error.key == f"hosts.eugeni.vars.flags.{second}"
+    assert "defined twice (lines 6 and 7" in error.problem and first in error.problem
+
+
+@pytest.mark.parametrize(("first", "second"), [("yes", "'yes'"), ("1", "'1'"), ("1", "2"), ("a", "A"),
+                                               ("2001-02-03", "2001-2-3")])
+def test_keys_yaml_reads_as_different_keys_may_both_appear(tmp_path: Path, first: str, second: str) -> None:
+    path = write(tmp_path, MINIMAL + f"    vars:\n      flags:\n        {first}: a\n        {second}: b\n")
+
+    assert len(load_inventory(path).host("eugeni").var("flags")) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import warnings
@@ -13,8 +14,10 @@ from hypothesis import strategies as st
 from hypothesis.errors import NonRoundTrippableCharactersWarning
 
 from migrate.core.errors import MigrateError
-from migrate.lab.mailman2_seed import generate_tree, py2_pickle
-from migrate.mailman import mm2
+from migrate.lab import mailman2_seed
+from migrate.lab.mailman2_protocol0 import generate_protocol0_lists
+from migrate.lab.mailman2_seed import generate_tree, mailman2_modules, py2_pickle
+from migrate.mailman import convert, mm2
 from migrate.mailman.mm2 import (
     BounceInfo,
     Mailman2DataError,
@@ -26,6 +29,9 @@ from migrate.mailman.mm2 import (
     read_list,
     summarize_config,
 )
+from migrate.mailman.py2pickle import dumps_py2
+
+from ..helpers.bounded import run_bounded
 
 
 @pytest.fixture(scope="module")
@@ -358,6 +364,75 @@ def test_older_request_records_are_read_and_untyped_ones_inferred():
     assert {(p.where, p.kind) for p in requests.problems} == {("request 4", "converted"), ("request 5", "dropped")}
 
 
+# --- protocol 0 pickles (Python 2's default) with 8-bit str -------------------------------------------
+
+# (language, charset, description, info, member real name): the text as the list owner typed it.
+PROTOCOL0_LISTS = {
+    "ellinika": ("el", "iso-8859-7", "Ελληνική λίστα συζητήσεων",
+                 "Καλώς ήρθατε! Γράφετε στα ελληνικά.\nΆρθρα, σχόλια, ερωτήσεις.\n", "Γιώργος Παπαδόπουλος"),
+    "kultur": ("de", "iso-8859-1", "Grüße aus Köln", "Änderungen der Öffnungszeiten, Straßenfest.\n",
+               "Jürgen Weiß"),
+    "novosti": ("ru", "koi8-r", "Новости и обсуждения", "Пишите по-русски, ёлки-палки!\n", "Пётр Ильич"),
+    "dyskusja": ("pl", "iso-8859-2", "Zażółć gęślą jaźń", "Łódź, Gdańsk, Kraków.\n", "Łukasz Żółkiewski"),
+    "nihongo": ("ja", "euc-jp", "日本語のメーリングリスト", "質問はお気軽にどうぞ。\n", "山田太郎"),
+}
+
+
+def protocol0_config(language: str, charset: str, description: str, info: str, real_name: str) -> bytes:
+    """A config.pck as Python 2's pickle.dump(dict, fp) wrote it, texts in the list charset."""
+    member = "member@example.org"
+    config = {
+        "real_name": b"Liste", "host_name": b"lists.example.org", "preferred_language": language.encode(),
+        "description": description.encode(charset), "info": info.encode(charset),
+        "members": {member.encode(): 0}, "digest_members": {}, "owner": [b"owner@example.org"],
+        "usernames": {member.encode(): real_name.encode(charset)},
+        "delivery_status": {member.encode(): (2, 1262304000.5)}, "user_options": {member.encode(): 0},
+    }
+    return dumps_py2(config, protocol=0)
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL0_LISTS))
+def test_protocol0_config_with_8bit_text_reads_every_character(name):
+    language, charset, description, info, real_name = PROTOCOL0_LISTS[name]
+    data = protocol0_config(language, charset, description, info, real_name)
+    assert data[:1] != b"\x80" and b"S'\\x" in data  # protocol 0, 8-bit bytes as escapes
+
+    s = read_list(data, list_name=name, charset=charset)
+
+    assert (s.description, s.info, s.charset) == (description, info, charset)
+    assert s.subscriber("member@example.org").real_name == real_name
+    assert s.subscriber("member@example.org").delivery == "by_user"
+    assert s.problems == ()
+
+
+def test_protocol0_greek_list_is_read_in_its_languages_charset():
+    language, charset, description, info, real_name = PROTOCOL0_LISTS["ellinika"]
+
+    s = read_list(protocol0_config(language, charset, description, info, real_name), list_name="ellinika")
+
+    assert s.charset == "iso-8859-7" and s.description == description and s.info == info
+
+
+def test_protocol0_shift_jis_with_backslash_and_quote_bytes():
+    # Shift_JIS second bytes include 0x5c (表 is 0x95 0x5c) and 0x27: escaped in the repr().
+    text = "表示ソフト'能'\\"
+    data = protocol0_config("ja", "shift_jis", text, text + "\n", "表")
+
+    s = read_list(data, list_name="sjis", charset="shift_jis")
+
+    assert (s.description, s.info, s.subscriber("member@example.org").real_name) == (text, text + "\n", "表")
+
+
+def test_protocol0_request_pck_with_8bit_subjects():
+    subject = "Ερώτηση για τη συνάντηση".encode("iso-8859-7")
+    db = {"version": (0, 1), 1: (1, (10.0, b"a@example.com", subject, b"Too big", b"heldmsg-x-1.txt", {}))}
+
+    requests = load_requests(dumps_py2(db, protocol=0), list_name="ellinika", charset="iso-8859-7")
+
+    assert [m.subject for m in requests.held_messages] == ["Ερώτηση για τη συνάντηση"]
+    assert requests.version == 1 and requests.problems == ()
+
+
 # --- broken and hostile input ---------------------------------------------------------------------
 
 
@@ -456,3 +531,151 @@ def test_damaged_real_pickles_load_or_raise_mailman2_data_error(var_dir, damage)
     except Mailman2DataError:
         return
     summarize_config(config, list_name="damaged")
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)), min_size=1, max_size=4))
+def test_damaged_protocol0_pickles_load_or_raise_mailman2_data_error(damage):
+    data = bytearray(protocol0_config(*PROTOCOL0_LISTS["ellinika"]))
+    for position, value in damage:
+        data[position % len(data)] = value
+    try:
+        config = load_config(bytes(data), list_name="damaged")
+    except Mailman2DataError:
+        return
+    summarize_config(config, list_name="damaged")
+
+
+# --- inputs that used to hang or crash a run: shared values, cycles, nesting ---------------------
+
+
+def dag(levels: int) -> tuple:
+    """A value of `levels` tuples, each holding the one below twice: small as a pickle (the memo
+    refers to each tuple once), 2**levels leaves when walked as a tree."""
+    value: tuple = ("leaf",)
+    for _ in range(levels):
+        value = (value, value)
+    return value
+
+
+def hostile_config(**values) -> bytes:
+    member = "a@example.org"
+    config = {"real_name": "Hostile", "preferred_language": "en", "host_name": "lists.example.org",
+              "members": {member: 0}, "digest_members": {}, "owner": ["owner@example.org"],
+              "user_options": {member: 0}, "passwords": {member: "secret"}}
+    config.update(values)
+    return dumps_py2(config)
+
+
+def read_summarize_convert(data: bytes, list_name: str) -> None:
+    """Everything a migration does with a config.pck before it talks to Mailman 3."""
+    config = load_config(data, list_name=list_name)
+    summarize_config(config, list_name=list_name)
+    convert.clean_config_for_import(config, list_name=list_name)
+    json.dumps(convert.conversion_report(config, list_name=list_name).to_dict(), default=str)
+    convert.expected_state(config, fqdn_listname=f"{list_name}@lists.example.org")
+
+
+def read_requests(data: bytes, list_name: str) -> None:
+    load_requests(data, list_name=list_name)
+
+
+def refused_quickly(function, *args) -> str:
+    """The message of the Mailman2DataError function(*args) raises, within seconds."""
+    outcome = run_bounded(function, *args, seconds=20)
+    assert outcome.raised == "Mailman2DataError", outcome
+    return outcome.message
+
+
+def test_a_dag_of_40_levels_in_delivery_status_is_refused_quickly():
+    data = hostile_config(delivery_status={"a@example.org": dag(40)})
+    assert len(data) < 700
+
+    message = refused_quickly(read_summarize_convert, data, "dag")
+
+    assert message.startswith("Mailman 2 list dag: config.pck")
+    assert "['delivery_status']['a@example.org']" in message and "--exclude dag" in message
+
+
+def test_a_dag_in_the_version_of_request_pck_is_refused_quickly():
+    data = dumps_py2({"version": (0, dag(40)), 1: (3, "leaver@example.org")})
+
+    message = refused_quickly(read_requests, data, "dag")
+
+    assert message.startswith("Mailman 2 list dag: request.pck") and "['version']" in message
+
+
+def test_a_dag_inside_a_mailman2_object_is_refused_quickly():
+    bounce = mailman2_seed._BounceInfo("a@example.org", 1.0, dag(40), 3)
+    data = py2_pickle({"real_name": b"x", "bounce_info": {b"a@example.org": bounce}}, 2)
+
+    message = refused_quickly(read_summarize_convert, data, "dag")
+
+    assert message.startswith("Mailman 2 list dag: config.pck") and "['bounce_info']" in message
+
+
+@pytest.mark.parametrize("where", ["owner", "ban_list", "topics"])
+def test_a_list_that_contains_itself_is_refused(where):
+    itself: list = ["x@example.org"]
+    itself.append(itself)
+
+    message = refused_quickly(read_summarize_convert, hostile_config(**{where: itself}), "loop")
+
+    assert message.startswith("Mailman 2 list loop: config.pck")
+    assert f"['{where}']" in message and "contains itself" in message
+
+
+def test_a_dict_that_contains_itself_is_refused():
+    itself: dict = {}
+    itself["again"] = itself
+
+    message = refused_quickly(read_summarize_convert, hostile_config(usernames=itself), "loop")
+
+    assert "['usernames']['again']" in message and "contains itself" in message
+
+
+def test_a_cycle_through_a_tuple_is_refused():
+    # EMPTY_LIST BINPUT 2, BINGET 2, TUPLE1, APPEND: owner = L where L == [(L,)]; Python 3's
+    # pickle cannot write this, Python 2's could.
+    data = b"\x80\x02}q\x00U\x05ownerq\x01]q\x02h\x02\x85q\x03as."
+
+    message = refused_quickly(read_summarize_convert, data, "loop")
+
+    assert "['owner']" in message and "contains itself" in message
+
+
+def test_values_nested_deeper_than_any_mailman2_file_are_refused():
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+
+    message = refused_quickly(read_summarize_convert, hostile_config(topics=deep), "deep")
+
+    assert "nested too deeply" in message and "['topics']" in message
+
+
+def test_real_shaped_pickles_still_read_exactly_as_a_plain_unpickle_reads_them(tmp_path):
+    generate_tree(tmp_path, lists=13, members=400, seed=4)
+    generate_protocol0_lists(tmp_path, members=400, seed=4)
+    for path in sorted((tmp_path / "lists").glob("*/*.pck")):
+        data = path.read_bytes()
+        with mailman2_modules():
+            plain = pickle.loads(data, encoding="latin-1")
+
+        ours = load_config(data, list_name=path.parent.name) if path.name == "config.pck" else None
+
+        if ours is not None:
+            assert comparable(ours) == comparable(plain), path
+        else:
+            assert load_requests(data, list_name=path.parent.name).problems == ()
+
+
+def comparable(value):
+    """A loaded value with stand-in instances replaced by their class name and attributes."""
+    if isinstance(value, dict):
+        return {comparable(k): comparable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(comparable(item) for item in value)
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        return ("instance", {k: comparable(v) for k, v in vars(value).items() if k != "pickled_args"})
+    return value
