@@ -146,7 +146,7 @@ class SSHTransport:
     def __init__(self, host, *, connect_timeout: float = 10.0):
         self.host = host
         self.name = host.name
-        self._label = f"{host.name} ({host.address}:{host.port})"
+        self._label = f"{host.name} ({host.endpoint})"
         self._connect_timeout = connect_timeout
         self._conn = None
         self._sftp = None

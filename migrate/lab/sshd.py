@@ -62,7 +62,9 @@ class SshHost:
 
     @property
     def endpoint(self) -> str:
-        return f"{self.address}:{self.port}"
+        from ..core.inventory import endpoint
+
+        return endpoint(self.address, self.port)
 
     @property
     def known_hosts_name(self) -> str:
