@@ -34,6 +34,7 @@ from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 import paramiko
 
+from . import sftp as sftp_files
 from .errors import CommandError, HostKeyError, TransportError
 from .secrets import redact
 
@@ -266,34 +267,64 @@ class SSHTransport:
             return None
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Write atomically: a temporary file beside the target, then rename over it."""
+        """Write atomically: a temporary file beside the target, then rename over it.
+
+        Every temporary file is created with the final mode (never wider), and removed again
+        when anything fails: a cleartext secret must not wait in a readable leftover.
+        """
         directory, _, base = path.rpartition("/")
         tmp = f"{directory}/.{base}.migrate-{uuid.uuid4().hex[:8]}"
         if self.host.sudo:
-            staging = f"/tmp/.migrate-{uuid.uuid4().hex}"
-            self._put(staging, data, 0o600)
-            try:
-                self.run(["install", "-m", f"{mode:o}", "--", staging, tmp]).check()
-                self.run(["mv", "-f", "--", tmp, path]).check()
-            finally:
-                self.run(["rm", "-f", "--", staging])
+            self._write_through_sudo(path, tmp, data, mode)
             return
-        self._put(tmp, data, mode)
+        self._put(tmp, data, mode, target=path)
         try:
             self._sftp_client().posix_rename(tmp, path)
         except OSError as exc:
-            self._sftp_client().remove(tmp)
+            self._discard(tmp)
             raise TransportError(f"{self._label}: cannot replace {path}: {exc}") from None
 
-    def _put(self, path: str, data: bytes, mode: int) -> None:
+    def _write_through_sudo(self, path: str, tmp: str, data: bytes, mode: int) -> None:
+        # The login user cannot write the target: stage the bytes in its own 0600 file in /tmp,
+        # let root copy them beside the target (install creates its copy 0600, then sets the
+        # mode), and rename. `mv -T` replaces path itself, never a file inside a folder path.
+        staging = f"/tmp/.migrate-{uuid.uuid4().hex}"
+        self._put(staging, data, 0o600, target=path)
+        try:
+            for argv in (["install", "-m", f"{mode:o}", "--", staging, tmp], ["mv", "-f", "-T", "--", tmp, path]):
+                result = self.run(argv)
+                if not result.ok:
+                    self.run(["rm", "-f", "--", tmp])
+                    raise TransportError(f"{self._label}: cannot write {path}: `{redact(result.command)}` "
+                                         f"exited {result.exited}: {_last_line(result.stderr)}")
+        finally:
+            self._discard(staging)
+
+    def _put(self, path: str, data: bytes, mode: int, *, target: str) -> None:
+        """A new file holding data, `mode` from its creation on; nothing left if that fails.
+        Errors name `target`, the file the caller is writing by way of this one."""
         sftp = self._sftp_client()
         try:
-            with sftp.open(path, "wb") as fh:
-                fh.set_pipelined(True)
-                fh.write(data)
-            sftp.chmod(path, mode)
-        except OSError as exc:
-            raise TransportError(f"{self._label}: cannot write {path}: {exc}") from None
+            fh = sftp_files.create_new(sftp, path, mode)
+            try:
+                with fh:
+                    # The server's umask may have narrowed the mode: set it exactly, still empty.
+                    fh.chmod(mode)
+                    sftp_files.write_all(fh, data)
+            except BaseException:
+                self._discard(path)
+                raise
+        except (OSError, paramiko.SSHException) as exc:
+            folder = path.rpartition("/")[0] or "/"
+            raise TransportError(f"{self._label}: cannot write {target} (by way of {path}): {exc}; "
+                                 f"check the free space and permissions of {folder}") from None
+
+    def _discard(self, path: str) -> None:
+        """Remove a temporary file of ours if it is there; a failure to do so is not news."""
+        try:
+            self._sftp_client().remove(path)
+        except (OSError, paramiko.SSHException):
+            pass
 
     def remove_file(self, path: str) -> None:
         if self.host.sudo:
@@ -443,6 +474,11 @@ def _drain(chan: paramiko.Channel, timeout: float | None,
             select.select([chan], [], [], 0.5)
 
 
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return redact(lines[-1]) if lines else "(no message)"
+
+
 class LocalTransport:
     """The controller itself: commands run without a shell, files are local."""
 
@@ -485,12 +521,15 @@ class LocalTransport:
         tmp = target.with_name(f".{target.name}.migrate-{uuid.uuid4().hex[:8]}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def remove_file(self, path: str) -> None:
         Path(path).unlink(missing_ok=True)
