@@ -35,7 +35,7 @@ from typing import Callable, Iterator, Mapping, Protocol, Sequence
 import paramiko
 
 from . import sftp as sftp_files
-from .errors import CommandError, HostKeyError, TransportError
+from .errors import CommandError, HostKeyError, SudoRefused, TransportError
 from .secrets import redact
 
 LOCAL = "local"  # the host name of the controller itself
@@ -99,6 +99,37 @@ class Result:
         if not self.ok:
             raise CommandError(self.host, redact(self.command), self.exited, redact(self.stderr))
         return self
+
+
+# What sudo prints, alone on stderr and with exit status 1 (127 when it is not installed at all),
+# when it does not run the command; the reason shown to the operator, with what to do about it.
+_SUDO_REFUSALS = (
+    (re.compile(r"^sudo: a password is required$"),
+     "it asks {user} for a password, which sudo -n never gives: allow the command with NOPASSWD "
+     "in the host's sudoers"),
+    (re.compile(r"^sudo: a terminal is required to read the password"),
+     "it asks {user} for a password, which sudo -n never gives: allow the command with NOPASSWD "
+     "in the host's sudoers"),
+    (re.compile(r"^Sorry, user \S+ is not allowed to execute "),
+     "{user} is not allowed to run it by the host's sudoers: add the command to the user's rule"),
+    (re.compile(r"^\S+ is not in the sudoers file"),
+     "{user} has no rule in the host's sudoers: give it one (the inventory says sudo: true)"),
+    (re.compile(r"^sudo: sorry, you must have a tty to run sudo"),
+     "the host's sudoers sets requiretty for {user}: add `Defaults:{user} !requiretty`"),
+    (re.compile(r"^(?:\S+: )?(?:(?:line )?\d+: )?sudo: (?:command )?not found$"),
+     "sudo is not installed on the host (the inventory says sudo: true): install it"),
+)
+
+
+def sudo_refusal(exited: int, stdout: bytes, stderr: str, user: str) -> str | None:
+    """Why sudo refused to run a command, or None if it ran it (whatever the command then did)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if exited not in (1, 127) or stdout or not lines:
+        return None
+    for pattern, reason in _SUDO_REFUSALS:
+        if pattern.search(lines[0]):
+            return reason.format(user=user)
+    return None
 
 
 class Transport(Protocol):
@@ -227,8 +258,18 @@ class SSHTransport:
             exited = chan.recv_exit_status()
         finally:
             chan.close()
+        stderr = err.decode("utf-8", "replace")
+        if self.host.sudo:
+            self._fail_for_sudo_refusal(command, exited, out, stderr)
         return Result(self.name, command, exited, out.decode("utf-8", "replace"),
-                      err.decode("utf-8", "replace"), time.monotonic() - started)
+                      stderr, time.monotonic() - started)
+
+    def _fail_for_sudo_refusal(self, command: str, exited: int, out: bytes, stderr: str) -> None:
+        """Raise SudoRefused when sudo would not run the command. That is no answer of the
+        command: a read must not take it for an absent file, nor a check for a failed one."""
+        reason = sudo_refusal(exited, out, stderr, self.host.user)
+        if reason is not None:
+            raise SudoRefused(self._label, self.name, redact(command), redact(stderr), reason)
 
     # -- files --------------------------------------------------------------------------------
     def _sftp_client(self):
