@@ -160,10 +160,14 @@ class _Effects:
         factory = self._ex._progress
         return factory(description, total) if factory is not None else ProgressHandle()
 
-    def write_file(self, host: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    def write_file(self, host: str, path: str, data: bytes, mode: int = 0o644, *,
+                   owner: str | None = None, group: str | None = None) -> None:
         started = time.monotonic()
-        self._ex.connections.get(host).write_file(path, data, mode)
-        self._ex.log.write("put", host, f"{path} ({len(data)} bytes, mode {mode:04o})",
+        # Passed only when asked for, so that transports without ownership keep working.
+        ownership = {k: v for k, v in (("owner", owner), ("group", group)) if v}
+        self._ex.connections.get(host).write_file(path, data, mode, **ownership)
+        owned = f", owner {owner or ''}{':' + group if group else ''}" if ownership else ""
+        self._ex.log.write("put", host, f"{path} ({len(data)} bytes, mode {mode:04o}{owned})",
                            f"{(time.monotonic() - started) * 1000:.0f} ms")
 
     def remove_file(self, host: str, path: str) -> None:

@@ -166,13 +166,18 @@ class WriteFile(_FileOperation):
 
     content: bytes = b""
     mode: int = 0o644
+    # Who the file belongs to; None: the user writing it (root through sudo).
+    owner: str | None = None
+    group: str | None = None
 
     def describe(self) -> str:
         size = self.content.get("size", "?") if isinstance(self.content, dict) else len(self.content)
-        return f"write {self.path} ({size} bytes, mode {self.mode:04o})"
+        owned = f", owner {self.owner or ''}{':' + self.group if self.group else ''}" if self.owner or self.group else ""
+        return f"write {self.path} ({size} bytes, mode {self.mode:04o}{owned})"
 
     def perform(self, effects):
-        effects.write_file(self.host, self.path, self.content, self.mode)
+        ownership = {k: v for k, v in (("owner", self.owner), ("group", self.group)) if v}
+        effects.write_file(self.host, self.path, self.content, self.mode, **ownership)
 
     def inverse(self, pre_state):
         return self._restore(pre_state) or RemoveFile(self.host, self.path)

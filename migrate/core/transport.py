@@ -21,6 +21,7 @@ import os
 import re
 import select
 import shlex
+import shutil
 import socket
 import stat
 import subprocess
@@ -145,7 +146,8 @@ class Transport(Protocol):
 
     def stat_mode(self, path: str) -> int | None: ...
 
-    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None: ...
+    def write_file(self, path: str, data: bytes, mode: int = 0o644, *, owner: str | None = None,
+                   group: str | None = None) -> None: ...
 
     def remove_file(self, path: str) -> None: ...
 
@@ -307,39 +309,56 @@ class SSHTransport:
         except FileNotFoundError:
             return None
 
-    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+    def write_file(self, path: str, data: bytes, mode: int = 0o644, *, owner: str | None = None,
+                   group: str | None = None) -> None:
         """Write atomically: a temporary file beside the target, then rename over it.
 
         Every temporary file is created with the final mode (never wider), and removed again
-        when anything fails: a cleartext secret must not wait in a readable leftover.
+        when anything fails: a cleartext secret must not wait in a readable leftover. The file
+        belongs to `owner` and `group` when given, otherwise to the user writing it: root
+        through sudo, the login user without.
         """
         directory, _, base = path.rpartition("/")
         tmp = f"{directory}/.{base}.migrate-{uuid.uuid4().hex[:8]}"
         if self.host.sudo:
-            self._write_through_sudo(path, tmp, data, mode)
+            self._write_through_sudo(path, tmp, data, mode, owner, group)
             return
         self._put(tmp, data, mode, target=path)
         try:
+            if owner or group:
+                self._install_step(path, tmp, ["chown", "--", _owner_spec(owner, group), tmp])
             self._sftp_client().posix_rename(tmp, path)
         except OSError as exc:
             self._discard(tmp)
             raise TransportError(f"{self._label}: cannot replace {path}: {exc}") from None
+        except BaseException:
+            self._discard(tmp)
+            raise
 
-    def _write_through_sudo(self, path: str, tmp: str, data: bytes, mode: int) -> None:
+    def _write_through_sudo(self, path: str, tmp: str, data: bytes, mode: int, owner: str | None,
+                            group: str | None) -> None:
         # The login user cannot write the target: stage the bytes in its own 0600 file in /tmp,
-        # let root copy them beside the target (install creates its copy 0600, then sets the
-        # mode), and rename. `mv -T` replaces path itself, never a file inside a folder path.
+        # let root copy them beside the target (install creates its copy 0600, gives it its
+        # owner, then its mode), and rename. `mv -T` replaces path itself, never a file inside a
+        # folder of that name.
         staging = f"/tmp/.migrate-{uuid.uuid4().hex}"
         self._put(staging, data, 0o600, target=path)
+        install = ["install", "-m", f"{mode:o}"]
+        install += ["-o", owner] if owner else []
+        install += ["-g", group] if group else []
         try:
-            for argv in (["install", "-m", f"{mode:o}", "--", staging, tmp], ["mv", "-f", "-T", "--", tmp, path]):
-                result = self.run(argv)
-                if not result.ok:
-                    self.run(["rm", "-f", "--", tmp])
-                    raise TransportError(f"{self._label}: cannot write {path}: `{redact(result.command)}` "
-                                         f"exited {result.exited}: {_last_line(result.stderr)}")
+            self._install_step(path, tmp, [*install, "--", staging, tmp])
+            self._install_step(path, tmp, ["mv", "-f", "-T", "--", tmp, path])
         finally:
             self._discard(staging)
+
+    def _install_step(self, path: str, tmp: str, argv: list[str]) -> None:
+        """One command of a write; if it fails, the temporary file goes and the error names path."""
+        result = self.run(argv)
+        if not result.ok:
+            self.run(["rm", "-f", "--", tmp])
+            raise TransportError(f"{self._label}: cannot write {path}: `{redact(result.command)}` "
+                                 f"exited {result.exited}: {_last_line(result.stderr)}")
 
     def _put(self, path: str, data: bytes, mode: int, *, target: str) -> None:
         """A new file holding data, `mode` from its creation on; nothing left if that fails.
@@ -515,6 +534,11 @@ def _drain(chan: paramiko.Channel, timeout: float | None,
             select.select([chan], [], [], 0.5)
 
 
+def _owner_spec(owner: str | None, group: str | None) -> str:
+    """chown's OWNER[:GROUP] (or :GROUP)."""
+    return f"{owner or ''}{':' + group if group else ''}"
+
+
 def _last_line(text: str) -> str:
     lines = text.strip().splitlines()
     return redact(lines[-1]) if lines else "(no message)"
@@ -557,7 +581,8 @@ class LocalTransport:
         except FileNotFoundError:
             return None
 
-    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+    def write_file(self, path: str, data: bytes, mode: int = 0o644, *, owner: str | None = None,
+                   group: str | None = None) -> None:
         target = Path(path)
         tmp = target.with_name(f".{target.name}.migrate-{uuid.uuid4().hex[:8]}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -566,6 +591,8 @@ class LocalTransport:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            if owner or group:
+                shutil.chown(tmp, owner, group)
             os.chmod(tmp, mode)
             os.replace(tmp, target)
         except BaseException:

@@ -8,6 +8,7 @@ here watches the folder while the transport writes into it over SSH.
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 import subprocess
 import threading
@@ -26,10 +27,13 @@ from ..helpers import host_root, inventory_variant
 HOST = "srs-01"
 
 
-@pytest.fixture
-def transport(lab_hosts, tmp_path):
-    """srs-01 logged in as root, writing over SFTP."""
-    inventory = load_inventory(inventory_variant(tmp_path, host_vars={HOST: {"ssh_user": "root", "sudo": False}}))
+LOGINS = {"root": {"ssh_user": "root", "sudo": False}, "sudo": {"ssh_user": "migrate", "sudo": True}}
+
+
+@pytest.fixture(params=sorted(LOGINS))
+def transport(request, lab_hosts, tmp_path):
+    """srs-01 logged into as root (writing over SFTP) or as `migrate` (staging for sudo)."""
+    inventory = load_inventory(inventory_variant(tmp_path, host_vars={HOST: LOGINS[request.param]}))
     t = SSHTransport(inventory.host(HOST))
     try:
         yield t
@@ -90,7 +94,7 @@ def test_a_private_file_is_never_readable_by_others_while_it_is_written(transpor
     assert target.read_bytes() == data and stat.S_IMODE(target.stat().st_mode) == 0o600
     assert watcher.seen, "the watcher never saw the temporary file: the check proved nothing"
     assert {path: modes for path, modes in watcher.seen.items() if modes != {0o600}} == {}
-    assert leftovers(folder) == []
+    assert leftovers(folder) == [] and leftovers(Path("/tmp")) == []
 
 
 @contextmanager
@@ -112,7 +116,7 @@ def test_a_write_that_runs_out_of_space_leaves_no_temporary_file(transport, fold
 
         assert HOST in str(err.value) and str(target) in str(err.value)
         assert not target.exists()
-        assert leftovers(small) == []
+        assert leftovers(small) == [] and leftovers(Path("/tmp")) == []
 
 
 @pytest.mark.lab
@@ -126,7 +130,29 @@ def test_a_failed_rename_leaves_no_temporary_file_and_the_target_alone(transport
 
     assert HOST in str(err.value) and str(target) in str(err.value)
     assert sorted(p.name for p in target.iterdir()) == ["keep"] and (target / "keep").read_text() == "kept"
-    assert leftovers(folder) == []
+    assert leftovers(folder) == [] and leftovers(Path("/tmp")) == []
+
+
+@pytest.mark.lab
+def test_a_write_into_a_missing_folder_names_it_and_leaves_nothing(transport, folder):
+    target = folder / "missing" / "file"
+    with pytest.raises(MigrateError) as err:
+        transport.write_file(str(target), b"data\n", 0o600)
+    assert HOST in str(err.value) and str(target) in str(err.value)
+    assert leftovers(folder) == [] and leftovers(Path("/tmp")) == []
+
+
+@pytest.mark.lab
+def test_a_file_gets_the_owner_asked_for(transport, folder):
+    target = folder / "owned"
+    transport.write_file(str(target), b"mine\n", 0o640, owner="migrate", group="migrate")
+    st = target.stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, *pwd_ids("migrate"))
+
+
+def pwd_ids(name: str) -> tuple[int, int]:
+    entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
 
 
 @pytest.mark.parametrize("failure", ["no space", "rename"])
