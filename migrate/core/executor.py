@@ -121,6 +121,9 @@ class Executor:
     def stat_mode(self, host: str, path: str) -> int | None:
         return self._connections.get(host).stat_mode(path)
 
+    def stat_owner(self, host: str, path: str) -> tuple[str, str] | None:
+        return self._connections.get(host).stat_owner(path)
+
     def service(self, kind: str, host: str):
         """The read-only view of an API service (e.g. GET-only REST): safe in every mode."""
         return self._connections.service(kind, host).reader

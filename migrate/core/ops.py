@@ -151,11 +151,16 @@ class _FileOperation(Operation):
         old = reader.read_file(self.host, self.path)
         if old is None:
             return {"exists": False}
-        return {"exists": True, "content": old, "mode": reader.stat_mode(self.host, self.path)}
+        owner, group = reader.stat_owner(self.host, self.path) or (None, None)
+        return {"exists": True, "content": old, "mode": reader.stat_mode(self.host, self.path),
+                "owner": owner, "group": group}
 
     def _restore(self, pre_state) -> "Operation | None":
+        # Owner and group as numbers, as captured; journals written before they were captured
+        # have none, and the file then goes back to the user writing it.
         if pre_state and pre_state.get("exists"):
-            return WriteFile(self.host, self.path, pre_state["content"], pre_state.get("mode") or 0o644)
+            return WriteFile(self.host, self.path, pre_state["content"], pre_state.get("mode") or 0o644,
+                             owner=pre_state.get("owner"), group=pre_state.get("group"))
         return None
 
 

@@ -146,6 +146,8 @@ class Transport(Protocol):
 
     def stat_mode(self, path: str) -> int | None: ...
 
+    def stat_owner(self, path: str) -> tuple[str, str] | None: ...
+
     def write_file(self, path: str, data: bytes, mode: int = 0o644, *, owner: str | None = None,
                    group: str | None = None) -> None: ...
 
@@ -308,6 +310,14 @@ class SSHTransport:
             return stat.S_IMODE(self._sftp_client().stat(path).st_mode)
         except FileNotFoundError:
             return None
+
+    def stat_owner(self, path: str) -> tuple[str, str] | None:
+        """The numeric owner and group of path (what a rollback gives back), None if absent."""
+        result = self.run(["stat", "-c", "%u %g", "--", path])
+        if not result.ok:
+            return None
+        uid, gid = result.stdout.split()
+        return uid, gid
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644, *, owner: str | None = None,
                    group: str | None = None) -> None:
@@ -534,6 +544,11 @@ def _drain(chan: paramiko.Channel, timeout: float | None,
             select.select([chan], [], [], 0.5)
 
 
+def _user_or_id(name: str | None) -> str | int | None:
+    """shutil.chown takes names or numbers; a rollback hands back the numbers it captured."""
+    return int(name) if name is not None and name.isdigit() else name
+
+
 def _owner_spec(owner: str | None, group: str | None) -> str:
     """chown's OWNER[:GROUP] (or :GROUP)."""
     return f"{owner or ''}{':' + group if group else ''}"
@@ -581,6 +596,13 @@ class LocalTransport:
         except FileNotFoundError:
             return None
 
+    def stat_owner(self, path: str) -> tuple[str, str] | None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return str(st.st_uid), str(st.st_gid)
+
     def write_file(self, path: str, data: bytes, mode: int = 0o644, *, owner: str | None = None,
                    group: str | None = None) -> None:
         target = Path(path)
@@ -592,7 +614,7 @@ class LocalTransport:
                 fh.flush()
                 os.fsync(fh.fileno())
             if owner or group:
-                shutil.chown(tmp, owner, group)
+                shutil.chown(tmp, _user_or_id(owner), _user_or_id(group))
             os.chmod(tmp, mode)
             os.replace(tmp, target)
         except BaseException:

@@ -19,8 +19,10 @@ import uuid
 import pytest
 
 from migrate.core.errors import CommandError, MigrateError, SudoRefused
+from migrate.core.executor import Executor
 from migrate.core.inventory import load_inventory
-from migrate.core.transport import SSHTransport
+from migrate.core.ops import WriteFile
+from migrate.core.transport import Connections, SSHTransport
 from migrate.lab import login_users
 
 from ..helpers import host_root, inventory_variant
@@ -187,3 +189,21 @@ def test_the_rest_api_is_reached_through_a_forward_of_the_sudo_login(tmp_path, l
     finally:
         transport.close()
     assert versions["mailman_version"].startswith("GNU Mailman 3")
+
+
+def test_a_rollback_through_sudo_gives_a_replaced_file_its_owner_and_mode_back(lab_hosts, lab_inventory, folder):
+    target = folder / "templates.cfg"
+    target.write_bytes(b"old\n")
+    os.chown(target, pwd.getpwnam("list").pw_uid, grp.getgrnam("list").gr_gid)
+    target.chmod(0o640)
+    write = WriteFile(HOST, str(target), b"new\n", 0o644)
+
+    with Connections(lab_inventory) as connections:
+        executor = Executor(connections, dry_run=False)
+        pre_state = write.capture(executor)
+        executor.execute(write)
+        assert owner_of(target) == ("root", "root") and target.read_bytes() == b"new\n"
+        executor.execute(write.inverse(pre_state))
+
+    assert target.read_bytes() == b"old\n"
+    assert (stat.S_IMODE(target.stat().st_mode), owner_of(target)) == (0o640, ("list", "list"))
