@@ -34,6 +34,19 @@ class CommandError(MigrateError):
         super().__init__(f"{host}: `{command}` exited {exited}" + (": " + " | ".join(tail) if tail else ""))
 
 
+class SudoRefused(CommandError):
+    """sudo would not run a command (not allowed by the host's sudoers, or it wants a password,
+    which `sudo -n` never asks for): the command did not run at all."""
+
+    def __init__(self, host_label: str, host: str, command: str, stderr: str, reason: str):
+        CommandError.__init__(self, host, command, 1, stderr)
+        self.reason = reason
+        self.args = (f"{host_label}: sudo refused `{command}`: {reason}",)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class PreflightError(MigrateError):
     """A preflight check refused to go on; nothing has been changed."""
 

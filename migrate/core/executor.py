@@ -121,6 +121,9 @@ class Executor:
     def stat_mode(self, host: str, path: str) -> int | None:
         return self._connections.get(host).stat_mode(path)
 
+    def stat_owner(self, host: str, path: str) -> tuple[str, str] | None:
+        return self._connections.get(host).stat_owner(path)
+
     def service(self, kind: str, host: str):
         """The read-only view of an API service (e.g. GET-only REST): safe in every mode."""
         return self._connections.service(kind, host).reader
@@ -160,10 +163,14 @@ class _Effects:
         factory = self._ex._progress
         return factory(description, total) if factory is not None else ProgressHandle()
 
-    def write_file(self, host: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    def write_file(self, host: str, path: str, data: bytes, mode: int = 0o644, *,
+                   owner: str | None = None, group: str | None = None) -> None:
         started = time.monotonic()
-        self._ex.connections.get(host).write_file(path, data, mode)
-        self._ex.log.write("put", host, f"{path} ({len(data)} bytes, mode {mode:04o})",
+        # Passed only when asked for, so that transports without ownership keep working.
+        ownership = {k: v for k, v in (("owner", owner), ("group", group)) if v}
+        self._ex.connections.get(host).write_file(path, data, mode, **ownership)
+        owned = f", owner {owner or ''}{':' + group if group else ''}" if ownership else ""
+        self._ex.log.write("put", host, f"{path} ({len(data)} bytes, mode {mode:04o}{owned})",
                            f"{(time.monotonic() - started) * 1000:.0f} ms")
 
     def remove_file(self, host: str, path: str) -> None:

@@ -41,7 +41,7 @@ def parse_os_release(text: str) -> str:
 
 
 def check_host(connections: Connections, host, samples: int = 5) -> HostCheck:
-    result = HostCheck(host.name, list(host.roles), f"{host.address}:{host.port}")
+    result = HostCheck(host.name, list(host.roles), host.endpoint)
     transport = connections.get(host.name)
     try:
         if isinstance(transport, SSHTransport):

@@ -192,6 +192,11 @@ class Host:
     def has_role(self, role: Role | str) -> bool:
         return _known_role(role) in self.roles
 
+    @property
+    def endpoint(self) -> str:
+        """Address and SSH port, as printed to operators (`[2001:db8::2]:22`, `192.0.2.31:22`)."""
+        return endpoint(self.address, self.port)
+
 
 @dataclass(frozen=True)
 class Inventory:
@@ -271,6 +276,12 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return f"a {type(value).__name__}"
+
+
+def endpoint(address: str, port: int) -> str:
+    """`address:port` as OpenSSH and URLs write it: an IPv6 address goes in brackets, or its last
+    group would read as the port (`2001:db8::2:22`)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _is_address(text: str) -> bool:

@@ -155,11 +155,16 @@ class _FileOperation(Operation):
         old = reader.read_file(self.host, self.path)
         if old is None:
             return {"exists": False}
-        return {"exists": True, "content": old, "mode": reader.stat_mode(self.host, self.path)}
+        owner, group = reader.stat_owner(self.host, self.path) or (None, None)
+        return {"exists": True, "content": old, "mode": reader.stat_mode(self.host, self.path),
+                "owner": owner, "group": group}
 
     def _restore(self, pre_state) -> "Operation | None":
+        # Owner and group as numbers, as captured; journals written before they were captured
+        # have none, and the file then goes back to the user writing it.
         if pre_state and pre_state.get("exists"):
-            return WriteFile(self.host, self.path, pre_state["content"], pre_state.get("mode") or 0o644)
+            return WriteFile(self.host, self.path, pre_state["content"], pre_state.get("mode") or 0o644,
+                             owner=pre_state.get("owner"), group=pre_state.get("group"))
         return None
 
 
@@ -170,13 +175,18 @@ class WriteFile(_FileOperation):
 
     content: bytes = b""
     mode: int = 0o644
+    # Who the file belongs to; None: the user writing it (root through sudo).
+    owner: str | None = None
+    group: str | None = None
 
     def describe(self) -> str:
         size = self.content.get("size", "?") if isinstance(self.content, dict) else len(self.content)
-        return f"write {self.path} ({size} bytes, mode {self.mode:04o})"
+        owned = f", owner {self.owner or ''}{':' + self.group if self.group else ''}" if self.owner or self.group else ""
+        return f"write {self.path} ({size} bytes, mode {self.mode:04o}{owned})"
 
     def perform(self, effects):
-        effects.write_file(self.host, self.path, self.content, self.mode)
+        ownership = {k: v for k, v in (("owner", self.owner), ("group", self.group)) if v}
+        effects.write_file(self.host, self.path, self.content, self.mode, **ownership)
 
     def inverse(self, pre_state):
         return self._restore(pre_state) or RemoveFile(self.host, self.path)

@@ -21,6 +21,7 @@ import os
 import re
 import select
 import shlex
+import shutil
 import socket
 import stat
 import subprocess
@@ -34,7 +35,8 @@ from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 import paramiko
 
-from .errors import CommandError, HostKeyError, TransportError
+from . import sftp as sftp_files
+from .errors import CommandError, HostKeyError, SudoRefused, TransportError
 from .secrets import redact
 
 LOCAL = "local"  # the host name of the controller itself
@@ -100,6 +102,37 @@ class Result:
         return self
 
 
+# What sudo prints, alone on stderr and with exit status 1 (127 when it is not installed at all),
+# when it does not run the command; the reason shown to the operator, with what to do about it.
+_SUDO_REFUSALS = (
+    (re.compile(r"^sudo: a password is required$"),
+     "it asks {user} for a password, which sudo -n never gives: allow the command with NOPASSWD "
+     "in the host's sudoers"),
+    (re.compile(r"^sudo: a terminal is required to read the password"),
+     "it asks {user} for a password, which sudo -n never gives: allow the command with NOPASSWD "
+     "in the host's sudoers"),
+    (re.compile(r"^Sorry, user \S+ is not allowed to execute "),
+     "{user} is not allowed to run it by the host's sudoers: add the command to the user's rule"),
+    (re.compile(r"^\S+ is not in the sudoers file"),
+     "{user} has no rule in the host's sudoers: give it one (the inventory says sudo: true)"),
+    (re.compile(r"^sudo: sorry, you must have a tty to run sudo"),
+     "the host's sudoers sets requiretty for {user}: add `Defaults:{user} !requiretty`"),
+    (re.compile(r"^(?:\S+: )?(?:(?:line )?\d+: )?sudo: (?:command )?not found$"),
+     "sudo is not installed on the host (the inventory says sudo: true): install it"),
+)
+
+
+def sudo_refusal(exited: int, stdout: bytes, stderr: str, user: str) -> str | None:
+    """Why sudo refused to run a command, or None if it ran it (whatever the command then did)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if exited not in (1, 127) or stdout or not lines:
+        return None
+    for pattern, reason in _SUDO_REFUSALS:
+        if pattern.search(lines[0]):
+            return reason.format(user=user)
+    return None
+
+
 class Transport(Protocol):
     """What the executor needs from a connection to one host."""
 
@@ -113,7 +146,10 @@ class Transport(Protocol):
 
     def stat_mode(self, path: str) -> int | None: ...
 
-    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None: ...
+    def stat_owner(self, path: str) -> tuple[str, str] | None: ...
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644, *, owner: str | None = None,
+                   group: str | None = None) -> None: ...
 
     def remove_file(self, path: str) -> None: ...
 
@@ -146,7 +182,7 @@ class SSHTransport:
     def __init__(self, host, *, connect_timeout: float = 10.0):
         self.host = host
         self.name = host.name
-        self._label = f"{host.name} ({host.address}:{host.port})"
+        self._label = f"{host.name} ({host.endpoint})"
         self._connect_timeout = connect_timeout
         self._conn = None
         self._sftp = None
@@ -226,8 +262,18 @@ class SSHTransport:
             exited = chan.recv_exit_status()
         finally:
             chan.close()
+        stderr = err.decode("utf-8", "replace")
+        if self.host.sudo:
+            self._fail_for_sudo_refusal(command, exited, out, stderr)
         return Result(self.name, command, exited, out.decode("utf-8", "replace"),
-                      err.decode("utf-8", "replace"), time.monotonic() - started)
+                      stderr, time.monotonic() - started)
+
+    def _fail_for_sudo_refusal(self, command: str, exited: int, out: bytes, stderr: str) -> None:
+        """Raise SudoRefused when sudo would not run the command. That is no answer of the
+        command: a read must not take it for an absent file, nor a check for a failed one."""
+        reason = sudo_refusal(exited, out, stderr, self.host.user)
+        if reason is not None:
+            raise SudoRefused(self._label, self.name, redact(command), redact(stderr), reason)
 
     # -- files --------------------------------------------------------------------------------
     def _sftp_client(self):
@@ -265,35 +311,90 @@ class SSHTransport:
         except FileNotFoundError:
             return None
 
-    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Write atomically: a temporary file beside the target, then rename over it."""
+    def stat_owner(self, path: str) -> tuple[str, str] | None:
+        """The numeric owner and group of path (what a rollback gives back), None if absent."""
+        result = self.run(["stat", "-c", "%u %g", "--", path])
+        if not result.ok:
+            return None
+        uid, gid = result.stdout.split()
+        return uid, gid
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644, *, owner: str | None = None,
+                   group: str | None = None) -> None:
+        """Write atomically: a temporary file beside the target, then rename over it.
+
+        Every temporary file is created with the final mode (never wider), and removed again
+        when anything fails: a cleartext secret must not wait in a readable leftover. The file
+        belongs to `owner` and `group` when given, otherwise to the user writing it: root
+        through sudo, the login user without.
+        """
         directory, _, base = path.rpartition("/")
         tmp = f"{directory}/.{base}.migrate-{uuid.uuid4().hex[:8]}"
         if self.host.sudo:
-            staging = f"/tmp/.migrate-{uuid.uuid4().hex}"
-            self._put(staging, data, 0o600)
-            try:
-                self.run(["install", "-m", f"{mode:o}", "--", staging, tmp]).check()
-                self.run(["mv", "-f", "--", tmp, path]).check()
-            finally:
-                self.run(["rm", "-f", "--", staging])
+            self._write_through_sudo(path, tmp, data, mode, owner, group)
             return
-        self._put(tmp, data, mode)
+        self._put(tmp, data, mode, target=path)
         try:
+            if owner or group:
+                self._install_step(path, tmp, ["chown", "--", _owner_spec(owner, group), tmp])
             self._sftp_client().posix_rename(tmp, path)
         except OSError as exc:
-            self._sftp_client().remove(tmp)
+            self._discard(tmp)
             raise TransportError(f"{self._label}: cannot replace {path}: {exc}") from None
+        except BaseException:
+            self._discard(tmp)
+            raise
 
-    def _put(self, path: str, data: bytes, mode: int) -> None:
+    def _write_through_sudo(self, path: str, tmp: str, data: bytes, mode: int, owner: str | None,
+                            group: str | None) -> None:
+        # The login user cannot write the target: stage the bytes in its own 0600 file in /tmp,
+        # let root copy them beside the target (install creates its copy 0600, gives it its
+        # owner, then its mode), and rename. `mv -T` replaces path itself, never a file inside a
+        # folder of that name.
+        staging = f"/tmp/.migrate-{uuid.uuid4().hex}"
+        self._put(staging, data, 0o600, target=path)
+        install = ["install", "-m", f"{mode:o}"]
+        install += ["-o", owner] if owner else []
+        install += ["-g", group] if group else []
+        try:
+            self._install_step(path, tmp, [*install, "--", staging, tmp])
+            self._install_step(path, tmp, ["mv", "-f", "-T", "--", tmp, path])
+        finally:
+            self._discard(staging)
+
+    def _install_step(self, path: str, tmp: str, argv: list[str]) -> None:
+        """One command of a write; if it fails, the temporary file goes and the error names path."""
+        result = self.run(argv)
+        if not result.ok:
+            self.run(["rm", "-f", "--", tmp])
+            raise TransportError(f"{self._label}: cannot write {path}: `{redact(result.command)}` "
+                                 f"exited {result.exited}: {_last_line(result.stderr)}")
+
+    def _put(self, path: str, data: bytes, mode: int, *, target: str) -> None:
+        """A new file holding data, `mode` from its creation on; nothing left if that fails.
+        Errors name `target`, the file the caller is writing by way of this one."""
         sftp = self._sftp_client()
         try:
-            with sftp.open(path, "wb") as fh:
-                fh.set_pipelined(True)
-                fh.write(data)
-            sftp.chmod(path, mode)
-        except OSError as exc:
-            raise TransportError(f"{self._label}: cannot write {path}: {exc}") from None
+            fh = sftp_files.create_new(sftp, path, mode)
+            try:
+                with fh:
+                    # The server's umask may have narrowed the mode: set it exactly, still empty.
+                    fh.chmod(mode)
+                    sftp_files.write_all(fh, data)
+            except BaseException:
+                self._discard(path)
+                raise
+        except (OSError, paramiko.SSHException) as exc:
+            folder = path.rpartition("/")[0] or "/"
+            raise TransportError(f"{self._label}: cannot write {target} (by way of {path}): {exc}; "
+                                 f"check the free space and permissions of {folder}") from None
+
+    def _discard(self, path: str) -> None:
+        """Remove a temporary file of ours if it is there; a failure to do so is not news."""
+        try:
+            self._sftp_client().remove(path)
+        except (OSError, paramiko.SSHException):
+            pass
 
     def remove_file(self, path: str) -> None:
         if self.host.sudo:
@@ -443,6 +544,21 @@ def _drain(chan: paramiko.Channel, timeout: float | None,
             select.select([chan], [], [], 0.5)
 
 
+def _user_or_id(name: str | None) -> str | int | None:
+    """shutil.chown takes names or numbers; a rollback hands back the numbers it captured."""
+    return int(name) if name is not None and name.isdigit() else name
+
+
+def _owner_spec(owner: str | None, group: str | None) -> str:
+    """chown's OWNER[:GROUP] (or :GROUP)."""
+    return f"{owner or ''}{':' + group if group else ''}"
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return redact(lines[-1]) if lines else "(no message)"
+
+
 class LocalTransport:
     """The controller itself: commands run without a shell, files are local."""
 
@@ -480,17 +596,30 @@ class LocalTransport:
         except FileNotFoundError:
             return None
 
-    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+    def stat_owner(self, path: str) -> tuple[str, str] | None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return str(st.st_uid), str(st.st_gid)
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644, *, owner: str | None = None,
+                   group: str | None = None) -> None:
         target = Path(path)
         tmp = target.with_name(f".{target.name}.migrate-{uuid.uuid4().hex[:8]}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if owner or group:
+                shutil.chown(tmp, _user_or_id(owner), _user_or_id(group))
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def remove_file(self, path: str) -> None:
         Path(path).unlink(missing_ok=True)

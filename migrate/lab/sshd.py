@@ -9,8 +9,12 @@ true on this machine:
     LAB_ROOT/ssh/known_hosts               one line per host (the inventory's known_hosts)
     LAB_ROOT/hosts/<name>/sshd_config      plus ssh_host_ed25519_key, sshd.pid, sshd.log
     LAB_ROOT/hosts/<name>/root/            the host's private tree
+    LAB_ROOT/users/<user>/authorized_keys  the same client key for the lab's login users
 
 Keys are generated once and never replaced: a new host key would break every known_hosts copy.
+A host whose inventory user is not root is reached as that user, with sudo where the inventory
+says so (migrate.lab.login_users makes the users and their sudo rules). Root may still log in
+everywhere unless `forbid_root_where_sudo` is set; see SshdHosts.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,8 +35,9 @@ from typing import Iterable, Iterator, Sequence
 
 from ..core.errors import MigrateError
 from ..core.paths import PROJECT_ROOT
+from . import login_users
 from .base import (
-    ServiceStatus, assert_loopback, lab_path, read_pid, running_pid, spawn, stop_pid,
+    ServiceStatus, assert_loopback, lab_path, pid_alive, read_pid, running_pid, spawn, stop_pid,
     wait_for_port,
 )
 
@@ -57,12 +64,15 @@ class SshHost:
     address: str
     port: int
     user: str
+    sudo: bool
     known_hosts: Path
     identity_file: Path
 
     @property
     def endpoint(self) -> str:
-        return f"{self.address}:{self.port}"
+        from ..core.inventory import endpoint
+
+        return endpoint(self.address, self.port)
 
     @property
     def known_hosts_name(self) -> str:
@@ -86,22 +96,28 @@ def ssh_hosts(inventory, lab_root: Path) -> list[SshHost]:
             address=str(host.address),
             port=int(host.port),
             user=str(host.user or "root"),
+            sudo=bool(host.sudo),
             known_hosts=Path(host.known_hosts or lab_root / "ssh" / "known_hosts"),
             identity_file=Path(host.identity_file or lab_root / "ssh" / "client_ed25519"),
         ))
     return hosts
 
 
-def sshd_config_text(host: SshHost, *, host_key: Path, pid_file: Path,
-                     authorized_keys: Path) -> str:
-    """The sshd_config of one lab host."""
-    return "\n".join([
+def sshd_config_text(host: SshHost, *, host_key: Path, pid_file: Path, authorized_keys: Path,
+                     lab_users: Sequence[str] = (), lab_users_keys: str = "",
+                     permit_root: bool = True) -> str:
+    """The sshd_config of one lab host.
+
+    Root finds its key in `authorized_keys`; the lab's login users (`lab_users`) in
+    `lab_users_keys`, a per-user pattern, since sshd reads that file as the user logging in.
+    """
+    lines = [
         f"# Lab host {host.name}: written by migrate.lab.sshd on every `lab.up`; edits are lost.",
         f"ListenAddress {host.endpoint}",
         f"HostKey {host_key}",
         f"PidFile {pid_file}",
         f"AuthorizedKeysFile {authorized_keys}",
-        "PermitRootLogin prohibit-password",
+        f"PermitRootLogin {'prohibit-password' if permit_root else 'no'}",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
         "UsePAM no",
@@ -117,8 +133,10 @@ def sshd_config_text(host: SshHost, *, host_key: Path, pid_file: Path,
         "SetEnv SHLVL=1",
         # No AcceptEnv line: sshd's default accepts no environment variable from the client.
         "LogLevel INFO",
-        "",
-    ])
+    ]
+    if lab_users:
+        lines += [f"Match User {','.join(lab_users)}", f"    AuthorizedKeysFile {lab_users_keys}"]
+    return "\n".join(lines) + "\n"
 
 
 def listening_sockets(pid: int) -> list[tuple[str, int]]:
@@ -163,10 +181,14 @@ class SshdHosts:
     name = "sshd"
 
     def __init__(self, inventory_path: Path | str = DEFAULT_INVENTORY,
-                 lab_root: Path | str | None = None):
+                 lab_root: Path | str | None = None, *, forbid_root_where_sudo: bool = False):
+        """`forbid_root_where_sudo` refuses root logins on the hosts the inventory reaches as
+        another user, as production does. Off by default: the lab is shared, and inventories
+        that still log in as root everywhere keep working against it."""
         self.inventory_path = Path(inventory_path)
         # Another root gives a private lab (tests); the default is the machine-wide one.
         self.lab_root = Path(lab_root) if lab_root is not None else lab_path()
+        self.forbid_root_where_sudo = forbid_root_where_sudo
         self._hosts: list[SshHost] | None = None
 
     @property
@@ -216,6 +238,11 @@ class SshdHosts:
     def authorized_keys(self) -> Path:
         return self.lab_root / "ssh" / "authorized_keys"
 
+    @property
+    def lab_users(self) -> list[login_users.LoginUser]:
+        """The users other than root that the lab's sshds accept (see migrate.lab.login_users)."""
+        return login_users.login_users((h.user, h.sudo) for h in self.hosts)
+
     def known_hosts_line(self, host: SshHost) -> str:
         key_type, key_data = self.host_key(host).with_suffix(".pub").read_text().split()[:2]
         return f"{host.known_hosts_name} {key_type} {key_data}"
@@ -237,15 +264,20 @@ class SshdHosts:
     # The Component interface.
 
     def up(self, names: Iterable[str] | None = None) -> None:
-        """Start the sshd of every named host that is not running; running ones are left alone."""
+        """Start the sshd of every named host that is not running. A running one is left alone,
+        unless its configuration changed: then it is checked and reloaded (SIGHUP: the same
+        process re-reads it; open sessions go on)."""
         hosts = self.select(names)
         with self._lock():
             PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-            self._prepare_files()
+            changed = self._prepare_files()
             to_start = [h for h in hosts if self.pid(h) is None]
+            to_reload = [h for h in hosts if h not in to_start and h.name in changed]
             for host in to_start:
                 self._fail_for_port_taken(host)
-            self._validate_configs(to_start)
+            self._validate_configs(to_start + to_reload)
+            for host in to_reload:
+                self._reload(host)
             started = {}
             for host in to_start:
                 self.pid_file(host).unlink(missing_ok=True)
@@ -292,29 +324,59 @@ class SshdHosts:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _prepare_files(self) -> None:
-        """Keys, authorized_keys, configs and known_hosts for every host of the inventory.
+    def _prepare_files(self) -> set[str]:
+        """Keys, authorized_keys, login users, configs and known_hosts for every host of the
+        inventory; return the names of the hosts whose sshd_config changed.
 
         All hosts, not only those being started, so that known_hosts always lists the whole lab.
         """
         for identity in sorted({h.identity_file for h in self.hosts}):
             if not identity.exists():
                 _keygen(identity, comment="migrate-lab client")
-        _write_if_changed(self.authorized_keys, "".join(
-            _public_key_line(identity) + "\n"
-            for identity in sorted({h.identity_file for h in self.hosts})))
+        keys = "".join(_public_key_line(identity) + "\n"
+                       for identity in sorted({h.identity_file for h in self.hosts}))
+        _write_if_changed(self.authorized_keys, keys)
+        users = self.lab_users
+        login_users.ensure(users)
+        login_users.write_authorized_keys(users, self.lab_root, keys)
+        changed = set()
         for host in self.hosts:
             (self.host_root(host) / "etc").mkdir(parents=True, exist_ok=True)
             if not self.host_key(host).exists():
                 _keygen(self.host_key(host), comment=f"root@{host.name}")
-            _write_if_changed(self.config_file(host), sshd_config_text(
+            text = sshd_config_text(
                 host, host_key=self.host_key(host), pid_file=self.pid_file(host),
-                authorized_keys=self.authorized_keys))
+                authorized_keys=self.authorized_keys, lab_users=[u.name for u in users],
+                lab_users_keys=login_users.authorized_keys_pattern(self.lab_root),
+                permit_root=host.user == "root" or not self.forbid_root_where_sudo)
+            if _write_if_changed(self.config_file(host), text):
+                changed.add(host.name)
         by_file: dict[Path, list[str]] = {}
         for host in self.hosts:
             by_file.setdefault(host.known_hosts, []).append(self.known_hosts_line(host))
         for path, lines in by_file.items():
             _write_if_changed(path, "".join(line + "\n" for line in lines))
+        return changed
+
+    def _reload(self, host: SshHost) -> None:
+        """SIGHUP: sshd closes its listener and re-executes itself with the new configuration."""
+        pid = self.pid(host)
+        if pid is None:
+            return
+        log = self.log_file(host)
+        offset = log.stat().st_size if log.exists() else 0
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and pid_alive(pid):
+            with open(log, "rb") as fh:
+                fh.seek(offset)
+                if b"Server listening on" in fh.read():
+                    if wait_for_port(host.address, host.port, START_TIMEOUT, pid=pid):
+                        return
+                    break
+            time.sleep(0.02)
+        raise SshdError(f"sshd of lab host {host.name} ({host.endpoint}) did not come back after "
+                        f"reloading its configuration; {log} ends with:\n{self._log_tail(host)}")
 
     def _fail_for_port_taken(self, host: SshHost) -> None:
         try:
@@ -380,11 +442,12 @@ def _public_key_line(private_key: Path) -> str:
     return f"{key_type} {key_data}"
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    """Replace path atomically, so a concurrent ssh never reads half a known_hosts file."""
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Replace path atomically, so a concurrent ssh never reads half a known_hosts file; True
+    if the file changed."""
     try:
         if path.read_text() == text:
-            return
+            return False
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -397,3 +460,4 @@ def _write_if_changed(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+    return True

@@ -249,7 +249,9 @@ class MigrateList(_ListStep):
             ops += [CreateDomain(host.name, fqdn.partition("@")[2]),
                     CreateList(host.name, fqdn, new)]
         ops += [
-            WriteFile(host.name, path, cleaned, 0o600),
+            # import21 runs as mailman3_user when set: the copy is that user's, private to it
+            # (Mailman 2 keeps member passwords in clear).
+            WriteFile(host.name, path, cleaned, 0o600, owner=host.var("mailman3_user", None)),
             Import21(host.name, fqdn, path, convert.import_charset(cfg), mailman_command(host)),
             SetListSettings(host.name, fqdn, convert.rest_fixups(cfg, list_name=self.name)),
             RemoveFile(host.name, path),

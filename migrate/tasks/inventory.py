@@ -41,14 +41,15 @@ def show(c, inventory=None, json=False):
     """Show the inventory's hosts, roles, groups and merged variables (secrets as references)."""
     inv = load_inventory(c, inventory)
     reporter = Reporter(json_mode=json)
-    hosts = [{"host": h.name, "address": h.address, "port": h.port, "user": h.user, "sudo": h.sudo,
+    hosts = [{"host": h.name, "address": h.address, "port": h.port, "endpoint": h.endpoint,
+              "user": h.user, "sudo": h.sudo,
               "roles": list(h.roles), "groups": list(h.groups),
               "vars": {k: str(v) for k, v in h.vars.items()}} for h in inv.hosts.values()]
     if json:
         reporter.emit_json({"inventory": str(inv.path), "sha256": inv.sha256, "hosts": hosts})
         return
     reporter.table(f"inventory {inv.name} ({inv.path})", ["host", "address", "user", "roles", "groups"],
-                   [(h["host"], f"{h['address']}:{h['port']}", h["user"] + (" (sudo)" if h["sudo"] else ""),
+                   [(h["host"], h["endpoint"], h["user"] + (" (sudo)" if h["sudo"] else ""),
                      h["roles"], h["groups"]) for h in hosts])
 
 

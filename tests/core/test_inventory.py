@@ -123,7 +123,8 @@ def test_lab_inventory_matches_what_the_lab_builds() -> None:
     lab = load_inventory(INVENTORIES / "lab.yaml")
     assert {n: (h.address, set(h.roles)) for n, h in lab.hosts.items()} == LAB_HOSTS
     for name, host in lab.hosts.items():
-        assert (host.port, host.user, host.sudo) == (2222, "root", False)
+        # As in production: root on the legacy host, the unprivileged `migrate` with sudo elsewhere.
+        assert (host.port, host.user, host.sudo) == ((2222, "root", False) if name == "eugeni" else (2222, "migrate", True))
         assert host.known_hosts == Path("/var/lib/migrate-lab/ssh/known_hosts")
         assert host.identity_file == Path("/var/lib/migrate-lab/ssh/client_ed25519")
         assert host.var("maintenance_notice_path") == f"/var/lib/migrate-lab/hosts/{name}/root/etc/maintenance-notice"

@@ -122,9 +122,10 @@ def test_a_missing_known_hosts_file_is_refused(lab_hosts, tmp_path):
 
 @pytest.mark.lab
 def test_one_connection_per_host_is_reused_with_nodelay(lab_hosts, lab_inventory):
+    # eugeni is logged into as root: sudo would reset the SSH_CLIENT the server reports.
     with Connections(lab_inventory) as connections:
-        transport = connections.get("lists-01")
-        assert connections.get("lists-01") is transport
+        transport = connections.get("eugeni")
+        assert connections.get("eugeni") is transport
         first = transport.connect()
         ports = set()
         for _ in range(5):
@@ -133,6 +134,18 @@ def test_one_connection_per_host_is_reused_with_nodelay(lab_hosts, lab_inventory
         assert transport.connect() is first and len(ports) == 1
         sock = first.client.get_transport().sock
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+@pytest.mark.lab
+def test_the_sudo_login_reuses_its_connection_too(lab_hosts, lab_inventory):
+    with Connections(lab_inventory) as connections:
+        transport = connections.get("lists-01")
+        first = transport.connect()
+        before = first.client.get_transport().sock.getsockname()
+        for _ in range(5):
+            transport.run(["true"]).check()
+        transport.read_file("/etc/hostname")
+        assert transport.connect() is first and first.client.get_transport().sock.getsockname() == before
 
 
 @pytest.mark.lab

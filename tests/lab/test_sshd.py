@@ -9,29 +9,34 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from migrate.core.paths import LAB_ROOT
+from migrate.lab import login_users
 from migrate.lab.base import pid_alive
 from migrate.lab.sshd import SshdError, SshdHosts
 
 pytestmark = pytest.mark.lab
 
 
-def ssh(host, *command: str, known_hosts: Path | None = None) -> subprocess.CompletedProcess:
+def ssh(host, *command: str, known_hosts: Path | None = None, user: str | None = None) -> subprocess.CompletedProcess:
     """Run command on an inventory host with the OpenSSH client, refusing unknown host keys."""
     argv = [
         "ssh", "-i", str(host.identity_file), "-o", "IdentitiesOnly=yes",
         "-o", f"UserKnownHostsFile={known_hosts or host.known_hosts}",
         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-        "-p", str(host.port), f"{host.user}@{host.address}", *command,
+        "-p", str(host.port), f"{user or host.user}@{host.address}", *command,
     ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=30)
 
@@ -147,10 +152,11 @@ def _bindable(address: str, port: int) -> bool:
     return True
 
 
-def write_inventory(path: Path, hosts: dict[str, str], port: int) -> Path:
+def write_inventory(path: Path, hosts: dict[str, str], port: int, host_vars: dict[str, str] | None = None) -> Path:
     lines = ["name: private-lab", "vars:", f"  ssh_port: {port}",
              "  known_hosts: ssh/known_hosts", "  identity_file: ssh/client_ed25519", "hosts:"]
-    lines += [f"  {name}: {{address: {address}}}" for name, address in hosts.items()]
+    lines += [f"  {name}: {{address: {address}" + (f", vars: {host_vars[name]}" if name in (host_vars or {}) else "") + "}"
+              for name, address in hosts.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -236,3 +242,104 @@ def test_addresses_outside_loopback_are_refused(tmp_path):
     with pytest.raises(SshdError, match="not a loopback address"):
         lab.up()
     assert not (tmp_path / "lab").exists()
+
+
+# The login path of production: an unprivileged user with sudo, beside root on the legacy host.
+
+@pytest.fixture
+def sudo_lab_root():
+    """A private lab's root that the lab's login users can read (pytest's tmp_path is 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="migrate-sudo-lab-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root)
+
+
+def sudo_lab(root: Path, **options) -> SshdHosts:
+    """alpha logged into as root (the legacy host), beta as `migrate` with sudo (a new host)."""
+    addresses = {"alpha": "127.0.0.249", "beta": "127.0.0.250"}
+    inventory = root / "lab.yaml"
+    if not inventory.exists():
+        write_inventory(inventory, addresses, free_port(*addresses.values()),
+                        host_vars={"beta": "{ssh_user: migrate, sudo: true}"})
+    return SshdHosts(inventory, lab_root=root, **options)
+
+
+@pytest.fixture
+def private_sudo_lab(sudo_lab_root):
+    lab = sudo_lab(sudo_lab_root)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def test_the_sudo_host_is_reached_as_the_lab_user_with_sudo_and_no_password(private_sudo_lab):
+    private_sudo_lab.up()
+    alpha, beta = private_sudo_lab.hosts
+
+    assert (alpha.user, alpha.sudo, beta.user, beta.sudo) == ("root", False, "migrate", True)
+    assert ssh(beta, "id", "-un").stdout == "migrate\n"
+    assert ssh(beta, "sudo", "-n", "--", "id", "-un").stdout == "root\n"
+    account = pwd.getpwnam("migrate")
+    assert (account.pw_dir, account.pw_shell) == (str(LAB_ROOT / "home" / "migrate"), "/bin/bash")
+    sudoers = Path("/etc/sudoers.d/migrate-lab-migrate")
+    assert sudoers.read_text().splitlines()[1:] == ["migrate ALL=(ALL:ALL) NOPASSWD: ALL"]
+    assert (sudoers.stat().st_mode & 0o777, sudoers.stat().st_uid) == (0o440, 0)
+    assert subprocess.run(["visudo", "-c", "-q"], capture_output=True).returncode == 0
+    # Additive: root still logs in everywhere, and the legacy host knows no other way.
+    assert ssh(alpha, "id", "-un").stdout == "root\n"
+    assert ssh(beta, "id", "-un", user="root").stdout == "root\n"
+
+
+def test_the_limited_user_may_run_one_command_through_sudo(private_sudo_lab):
+    private_sudo_lab.up()
+    beta = private_sudo_lab.hosts[1]
+
+    allowed = ssh(beta, "sudo", "-n", "--", login_users.LIMITED_ALLOWED, "-un", user=login_users.LIMITED_USER)
+    needs_password = ssh(beta, "sudo", "-n", "--", login_users.LIMITED_NEEDS_PASSWORD, "/",
+                         user=login_users.LIMITED_USER)
+    refused = ssh(beta, "sudo", "-n", "--", "rm", "-f", "--", "/nonexistent", user=login_users.LIMITED_USER)
+
+    assert (allowed.returncode, allowed.stdout) == (0, "root\n")
+    assert needs_password.returncode == 1 and "a password is required" in needs_password.stderr
+    assert refused.returncode == 1 and "is not allowed to execute" in refused.stderr
+
+
+def test_root_can_be_refused_where_the_inventory_uses_sudo_by_a_reload(private_sudo_lab, sudo_lab_root):
+    private_sudo_lab.up()
+    alpha, beta = private_sudo_lab.hosts
+    pids = [private_sudo_lab.pid(h) for h in (alpha, beta)]
+
+    strict = sudo_lab(sudo_lab_root, forbid_root_where_sudo=True)
+    strict.up()
+
+    # The running sshd re-read its configuration: same process, new rule.
+    assert [strict.pid(h) for h in (alpha, beta)] == pids
+    assert "PermitRootLogin no" in strict.config_file(beta).read_text()
+    refused = ssh(beta, "true", user="root")
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr
+    assert ssh(beta, "sudo", "-n", "--", "id", "-un").stdout == "root\n"
+    assert ssh(alpha, "id", "-un").stdout == "root\n"
+    # An up with nothing changed reloads nothing.
+    log_size = strict.log_file(beta).stat().st_size
+    strict.up()
+    assert strict.log_file(beta).stat().st_size == log_size
+
+
+def test_an_account_the_lab_did_not_make_is_not_taken_over(sudo_lab_root):
+    name = f"migrate-t{os.getpid()}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", name], check=True)
+    try:
+        addresses = {"gamma": "127.0.0.248"}
+        inventory = write_inventory(sudo_lab_root / "lab.yaml", addresses, free_port(*addresses.values()),
+                                    host_vars={"gamma": f"{{ssh_user: {name}, sudo: true}}"})
+        lab = SshdHosts(inventory, lab_root=sudo_lab_root)
+        with pytest.raises(login_users.LoginUserError, match=f"{name}: an account of that name already exists"):
+            lab.up()
+        assert not Path(f"/etc/sudoers.d/migrate-lab-{name}").exists()
+        assert pwd.getpwnam(name).pw_dir == "/nonexistent"
+    finally:
+        subprocess.run(["userdel", name], check=True)
