@@ -268,8 +268,9 @@ class Runner:
         try:
             return step.verify(ctx)
         except Exception as exc:
-            return Verification(step.id or step.describe(),
-                                [Check("verification ran", False, detail=self._explain(exc, log))])
+            detail = self._explain(exc, log)
+            return Verification(step.id or step.describe(), [Check("verification ran", False, detail=detail)],
+                                refused=detail if isinstance(exc, MigrateError) else "")
 
     def _rollback_ops(self, index: int, step: Step, started, ctx: StepContext, journal, log: RunLog) -> None:
         """Undo started operations in reverse order from their captured pre-state."""
@@ -577,7 +578,15 @@ class Runner:
             results = [self._verification(step, ctx, None) for step in steps]
         for result in results:
             self.reporter.verification(result)
-        code = ExitCode.OK if all(r.ok for r in results) else ExitCode.VERIFY_FAILED
+        # A step that refused its input (a list that cannot be read) is bad input, exit 1, not a
+        # difference between the two sides.
+        if any(r.refused for r in results):
+            code = ExitCode.REFUSED
+            for result in results:
+                if result.refused:
+                    self.reporter.error(f"{result.step}: {result.refused}")
+        else:
+            code = ExitCode.OK if all(r.ok for r in results) else ExitCode.VERIFY_FAILED
         return code, results
 
 

@@ -49,6 +49,8 @@ class Check:
 class Verification:
     step: str
     checks: list[Check] = field(default_factory=list)
+    # Set when the checks could not run at all (the step refused its input): not a difference.
+    refused: str = ""
 
     @property
     def ok(self) -> bool:
